@@ -1,0 +1,172 @@
+"""Shared helpers for the benchmark scripts: ports, server processes, readiness.
+
+Imported as a sibling module, so run the scripts as files
+(`python benchmarks/http_bench.py`), not with `-m`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import FrameType
+from typing import IO
+
+# Servers run with cwd=REPO so `examples.hello_asgi:app` imports.
+REPO = Path(__file__).resolve().parent.parent
+LOOPBACK = "127.0.0.1"
+READY_TIMEOUT = 15.0
+STOP_TIMEOUT = 10.0
+
+
+class BenchError(Exception):
+    """A server or tool misbehaved; the message says how."""
+
+
+def free_port() -> int:
+    """Let the kernel pick a free loopback port (tiny race until the server binds it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def module_available(module: str) -> bool:
+    """Whether `module` imports for sys.executable run from REPO (as the servers are)."""
+    code = "import importlib.util as u, sys; sys.exit(0 if u.find_spec(sys.argv[1]) else 1)"
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", code, module],
+            check=False,
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=60,
+        )
+    except subprocess.TimeoutExpired:
+        return False
+    # find_spec raises (exit 1 too) when a parent package is missing.
+    return done.returncode == 0
+
+
+def raise_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit so `finally` blocks stop the servers."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+class ServerProcess:
+    """One server in its own session/process group, stopped by PID on exit."""
+
+    def __init__(self, name: str, argv: list[str], port: int) -> None:
+        self.name = name
+        self.argv = argv
+        self.port = port
+        self.proc: subprocess.Popen[bytes] | None = None
+        # A file, not a pipe: a chatty server can never block on a full pipe.
+        self._log: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (closed in stop())
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            self.argv,
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # own process group: Ctrl-C is ours to forward
+        )
+
+    def output_tail(self, limit: int = 2000) -> str:
+        self._log.flush()
+        self._log.seek(0)
+        text = self._log.read().decode(errors="replace")
+        return text[-limit:].strip()
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
+        """Poll until GET / answers 200; refused/reset just means not yet."""
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        last = "no attempt"
+        while time.monotonic() < deadline:
+            code = self.proc.poll()
+            if code is not None:
+                raise BenchError(
+                    f"{self.name} exited with code {code} before ready:\n{self.output_tail()}"
+                )
+            try:
+                status = http_get_status(self.port)
+            except (OSError, http.client.HTTPException) as exc:
+                last = repr(exc)
+            else:
+                if status == 200:
+                    return
+                last = f"status {status}"
+            time.sleep(0.1)
+        raise BenchError(
+            f"{self.name} not ready after {timeout:.0f} s (last: {last}):\n{self.output_tail()}"
+        )
+
+    def stop(self) -> None:
+        """TERM the group, wait up to STOP_TIMEOUT, then KILL whatever is left."""
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        pid = self.proc.pid
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+        self._wait_exit_unreaped(pid, STOP_TIMEOUT)
+        # The leader is a zombie (not reaped) or stuck, so pgid `pid` is still
+        # ours: killing it cannot hit an unrelated group, and kills stray workers.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            print(f"warning: {self.name} pid {pid} did not die after SIGKILL", file=sys.stderr)
+        self._log.close()
+
+    @staticmethod
+    def _wait_exit_unreaped(pid: int, timeout: float) -> None:
+        """Wait for the leader to exit without reaping it (WNOWAIT keeps its PID reserved)."""
+        deadline = time.monotonic() + timeout
+        flags = os.WEXITED | os.WNOWAIT | os.WNOHANG
+        while time.monotonic() < deadline:
+            try:
+                if os.waitid(os.P_PID, pid, flags) is not None:
+                    return
+            except ChildProcessError:
+                return
+            time.sleep(0.05)
+
+    def __enter__(self) -> ServerProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def http_get_status(port: int, timeout: float = 2.0) -> int:
+    """One GET / on a fresh connection; the status code."""
+    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout)
+    try:
+        conn.request("GET", "/")
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    finally:
+        conn.close()

@@ -1,0 +1,1 @@
+"""App bridges: turn a protocol driver's Exchange into WSGI environ or ASGI scope calls."""

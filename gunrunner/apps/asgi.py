@@ -1,0 +1,260 @@
+"""ASGI 3 (and 2) apps: the http scope, the request task, and the lifespan protocol.
+
+Rules:
+1. One task per request runs `app(scope, receive, send)`; nothing else is created per
+   request beyond the scope dict.
+2. `http.response.start` is held until the first body message, so that a response whose
+   body fits in one message leaves in a single write (no delayed-ACK stall).
+3. An exception before the response started is answered 500; after, the connection is
+   dropped. Both are logged with the traceback; the worker serves on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from gunrunner.apps.types import ASGI3App, ClientDisconnected, Exchange, Headers, Message, Scope
+from gunrunner.errors import BootError
+
+log = logging.getLogger(__name__)
+
+ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
+_INTERNAL_ERROR = b"Internal Server Error\n"
+_ERROR_HEADERS: Headers = [
+    (b"content-type", b"text/plain; charset=utf-8"),
+    (b"content-length", b"%d" % len(_INTERNAL_ERROR)),
+    (b"connection", b"close"),
+]
+
+
+def as_asgi3(app: Any, interface: str) -> ASGI3App:
+    """Wrap an ASGI 2 (double-callable) app so that it can be called as ASGI 3."""
+    if interface != "asgi2":
+        return app  # type: ignore[no-any-return]
+
+    async def asgi2_adapter(scope: Scope, receive: Any, send: Any) -> None:
+        instance = app(scope)
+        await instance(receive, send)
+
+    return asgi2_adapter
+
+
+class ASGIBridge:
+    """Runs an ASGI 3 app for each Exchange."""
+
+    def __init__(self, app: ASGI3App, *, root_path: str = "", state: dict[str, Any] | None = None):
+        self.app = app
+        self.root_path = root_path
+        self.state = state
+        self.loop = asyncio.get_running_loop()
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def handle(self, exchange: Exchange) -> None:
+        scope: dict[str, Any] = {
+            "type": "http",
+            "asgi": ASGI_VERSION,
+            "http_version": exchange.http_version,
+            "method": exchange.method,
+            "scheme": exchange.scheme,
+            "path": exchange.path,
+            "raw_path": exchange.raw_path,
+            "query_string": exchange.query_string,
+            "root_path": self.root_path,
+            "headers": exchange.headers,
+            "client": exchange.client,
+            "server": exchange.server,
+            "extensions": {},
+        }
+        if self.state is not None:
+            scope["state"] = self.state.copy()
+        task = self.loop.create_task(_Cycle(self.app, scope, exchange).run())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+
+class _Cycle:
+    """receive() and send() for one request."""
+
+    __slots__ = ("app", "body_done", "exchange", "finished", "headers", "scope", "status")
+
+    def __init__(self, app: ASGI3App, scope: Scope, exchange: Exchange) -> None:
+        self.app = app
+        self.scope = scope
+        self.exchange = exchange
+        self.status: int | None = None
+        self.headers: Headers = []
+        self.body_done = False
+        self.finished = False
+
+    async def run(self) -> None:
+        exchange = self.exchange
+        try:
+            await self.app(self.scope, self.receive, self.send)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                exchange.abort()
+                raise
+            if isinstance(exc, ClientDisconnected) or exchange.disconnected:
+                log.debug("client went away during %s %s", exchange.method, exchange.path)
+                return
+            log.exception(
+                "exception in ASGI app while serving %s %s", exchange.method, exchange.path
+            )
+            self._fail()
+            return
+        if not self.finished and not exchange.disconnected:
+            if self.status is None:
+                log.error(
+                    "ASGI app returned without sending a response to %s %s",
+                    exchange.method,
+                    exchange.path,
+                )
+            else:
+                log.error("ASGI app returned before finishing the response body")
+            self._fail()
+
+    def _fail(self) -> None:
+        if self.finished:
+            return  # the response went out whole; only the log says what happened after
+        if self.exchange.response_started:
+            self.exchange.abort()
+        else:
+            self.finished = True
+            self.exchange.respond(500, list(_ERROR_HEADERS), _INTERNAL_ERROR)
+
+    async def receive(self) -> Message:
+        if not self.body_done:
+            try:
+                data, more = await self.exchange.receive()
+            except ClientDisconnected:
+                self.body_done = True
+                return {"type": "http.disconnect"}
+            self.body_done = not more
+            return {"type": "http.request", "body": data, "more_body": more}
+        await self.exchange.wait_done()
+        return {"type": "http.disconnect"}
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "http.response.body":
+            if self.status is None:
+                raise RuntimeError("ASGI app sent http.response.body before http.response.start")
+            if self.finished:
+                raise RuntimeError("ASGI app sent http.response.body after the response ended")
+            exchange = self.exchange
+            if exchange.disconnected:
+                raise ClientDisconnected("client disconnected")
+            body = message.get("body", b"")
+            more = message.get("more_body", False)
+            if not exchange.response_started:
+                if not more:
+                    self.finished = True
+                    exchange.respond(self.status, self.headers, body)
+                    return
+                exchange.start(self.status, self.headers)
+            if body:
+                await exchange.write(body)
+            if not more:
+                self.finished = True
+                exchange.end()
+        elif kind == "http.response.start":
+            if self.status is not None:
+                raise RuntimeError("ASGI app sent http.response.start twice")
+            status = message["status"]
+            if not isinstance(status, int) or not 100 <= status <= 999:
+                raise RuntimeError(f"ASGI app sent an invalid status {status!r}")
+            self.headers = _checked_headers(message.get("headers", ()))
+            self.status = status
+        else:
+            raise RuntimeError(f"ASGI app sent unexpected message type {kind!r}")
+
+
+def _checked_headers(headers: Any) -> Headers:
+    checked: Headers = []
+    for item in headers:
+        name, value = item
+        if not isinstance(name, bytes) or not isinstance(value, bytes):
+            raise RuntimeError(f"ASGI app sent a header that is not a pair of bytes: {item!r}")
+        checked.append((name, value))
+    return checked
+
+
+class Lifespan:
+    """The ASGI lifespan protocol, run once per worker around serving.
+
+    mode "auto": an app that raises before answering startup does not speak lifespan;
+    that is logged at INFO and serving goes on. "on": that is a boot failure.
+    """
+
+    def __init__(self, app: ASGI3App, mode: str) -> None:
+        self.app = app
+        self.mode = mode
+        self.state: dict[str, Any] = {}
+        self.supported = True
+        self._to_app: asyncio.Queue[Message] = asyncio.Queue()
+        self._startup_done = asyncio.Event()
+        self._shutdown_done = asyncio.Event()
+        self._failure: str | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def startup(self) -> None:
+        """Raise BootError if the app reports startup failure (or crashes, in mode "on")."""
+        scope = {"type": "lifespan", "asgi": ASGI_VERSION, "state": self.state}
+        self._task = asyncio.get_running_loop().create_task(self._main(scope))
+        await self._to_app.put({"type": "lifespan.startup"})
+        await self._startup_done.wait()
+        if self._failure is not None:
+            raise BootError(f"ASGI lifespan startup failed: {self._failure}")
+
+    async def _main(self, scope: Scope) -> None:
+        try:
+            await self.app(scope, self._receive, self._send)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            if self._startup_done.is_set():
+                log.exception("exception in ASGI lifespan after startup")
+            elif self.mode == "auto":
+                self.supported = False
+                log.info(
+                    "ASGI lifespan not supported by the app (%s: %s); going on without it",
+                    type(exc).__name__,
+                    exc,
+                )
+            else:
+                log.exception("exception in ASGI lifespan startup")
+                self._failure = f"{type(exc).__name__}: {exc}"
+        finally:
+            self._startup_done.set()
+            self._shutdown_done.set()
+
+    async def _receive(self) -> Message:
+        return await self._to_app.get()
+
+    async def _send(self, message: Message) -> None:
+        kind = message["type"]
+        if kind == "lifespan.startup.complete":
+            self._startup_done.set()
+        elif kind == "lifespan.startup.failed":
+            self._failure = message.get("message", "") or "(the app gave no message)"
+            self._startup_done.set()
+        elif kind == "lifespan.shutdown.complete":
+            self._shutdown_done.set()
+        elif kind == "lifespan.shutdown.failed":
+            log.error("ASGI lifespan shutdown failed: %s", message.get("message", ""))
+            self._shutdown_done.set()
+        else:
+            raise RuntimeError(f"ASGI app sent unexpected lifespan message {kind!r}")
+
+    async def shutdown(self, timeout: float) -> None:
+        if self._task is None or self._task.done() or not self.supported:
+            return
+        await self._to_app.put({"type": "lifespan.shutdown"})
+        try:
+            await asyncio.wait_for(self._shutdown_done.wait(), timeout)
+        except asyncio.TimeoutError:
+            log.warning("ASGI lifespan shutdown did not finish within %.1fs", timeout)
+        if not self._task.done():
+            self._task.cancel()

@@ -1,0 +1,77 @@
+"""Import the app named "module:attribute" and find out which interface it speaks."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+import traceback
+from typing import Any
+
+from gunrunner.errors import AppLoadError
+
+
+def import_app(target: str, *, app_dir: str = ".", factory: bool = False) -> Any:
+    """The object `target` names; every failure is an AppLoadError with the reason."""
+    module_name, sep, attrs = target.partition(":")
+    if not sep or not module_name or not attrs:
+        raise AppLoadError(
+            f'app "{target}" must be given as module:attribute, e.g. myproject.wsgi:application'
+        )
+    if app_dir and app_dir not in sys.path:
+        sys.path.insert(0, app_dir)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            raise AppLoadError(
+                f'cannot import module "{module_name}": not found '
+                f"(searched from app_dir {app_dir!r}; check the name and --app-dir)"
+            ) from None
+        raise AppLoadError(_import_failure(module_name)) from None
+    except BaseException:
+        raise AppLoadError(_import_failure(module_name)) from None
+    obj: Any = module
+    for attr in attrs.split("."):
+        try:
+            obj = getattr(obj, attr)
+        except AttributeError:
+            raise AppLoadError(f'module "{module_name}" has no attribute "{attrs}"') from None
+    if factory:
+        try:
+            obj = obj()
+        except BaseException:
+            raise AppLoadError(
+                f'app factory "{target}" failed:\n{traceback.format_exc().rstrip()}'
+            ) from None
+    if not callable(obj):
+        raise AppLoadError(f'app "{target}" is not callable (got {type(obj).__name__})')
+    return obj
+
+
+def _import_failure(module_name: str) -> str:
+    # The traceback minus the importlib frames: the operator needs their file and line.
+    tb = traceback.format_exc().rstrip()
+    return f'error while importing "{module_name}":\n{tb}'
+
+
+def detect_interface(app: Any) -> str:
+    """ "wsgi", "asgi" (3) or "asgi2", from the shape of the callable."""
+    if inspect.isclass(app):
+        # An ASGI 2 app is often a class: instantiated with the scope, then awaited.
+        return "asgi2"
+    call = app if inspect.isfunction(app) or inspect.ismethod(app) else type(app).__call__
+    if inspect.iscoroutinefunction(call) or inspect.iscoroutinefunction(app):
+        return "asgi"
+    try:
+        params = inspect.signature(app).parameters.values()
+    except (TypeError, ValueError):
+        return "wsgi"
+    positional = [
+        p
+        for p in params
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return "wsgi"
+    return {1: "asgi2", 3: "asgi"}.get(len(positional), "wsgi")

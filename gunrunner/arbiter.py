@@ -1,0 +1,537 @@
+"""The process model: fork workers into slots, reap them, respawn them, obey signals.
+
+Knows pids, slots, fds and signals; nothing of HTTP.
+
+Rules:
+1. Signal handlers only enqueue; the loop calls `handle_<name>()`. The wakeup fd wakes
+   the loop's poll, so no signal waits for a timeout.
+2. Handled signals are blocked around fork(): the child installs its own handlers
+   before it unblocks them, so no signal is lost or runs the wrong handler in between.
+3. Every SIGCHLD leads to waitpid(-1, WNOHANG) until nothing is left: no zombie, ever.
+4. The arbiter never accepts. It keeps every slot's listening sockets open, so the
+   connections queued on a slot whose worker died wait for the next worker.
+5. A fork that fails is logged and retried with backoff; the arbiter gives up ("no
+   workers could be started") only when no worker runs.
+6. A worker that exits with a boot code (app import or startup failed) stops the
+   arbiter instead of being respawned in a loop; its message is logged once.
+
+Test seam: GUNRUNNER_TEST_FAIL_FORKS="all" or "2,3" (1-based fork attempts) makes those
+fork() calls fail with EAGAIN, as a process limit would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import select
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from gunrunner import config, logs
+from gunrunner._cpus import resolve_workers
+from gunrunner.errors import (
+    EXIT_APP_LOAD_ERROR,
+    EXIT_BOOT_ERROR,
+    EXIT_ERROR,
+    EXIT_OK,
+    AppLoadError,
+    BootError,
+    GunrunnerError,
+    NoWorkersError,
+)
+from gunrunner.net import Listeners
+from gunrunner.slots import Heartbeat, SlotState, SlotTable, WorkerSlot
+from gunrunner.worker import STATUS_ERROR, STATUS_READY, Worker, WorkerContext
+
+log = logging.getLogger(__name__)
+
+HANDLED_SIGNALS = (
+    signal.SIGCHLD,
+    signal.SIGTERM,
+    signal.SIGINT,
+    signal.SIGQUIT,
+    signal.SIGHUP,
+    signal.SIGTTIN,
+    signal.SIGTTOU,
+    signal.SIGUSR1,
+)
+SIGNAL_NAMES: dict[int, str] = {
+    signal.SIGCHLD: "chld",
+    signal.SIGTERM: "term",
+    signal.SIGINT: "int",
+    signal.SIGQUIT: "quit",
+    signal.SIGHUP: "hup",
+    signal.SIGTTIN: "ttin",
+    signal.SIGTTOU: "ttou",
+    signal.SIGUSR1: "usr1",
+}
+FORK_RETRIES = 5  # consecutive failed forks with no worker running before giving up
+YOUNG_DEATH = 1.0  # a worker that dies sooner than this is respawned with backoff
+KILL_GRACE = 2.0  # seconds between the stack dump of a silent worker and its SIGKILL
+
+
+def fork_with_injected_failures(spec: str) -> Callable[[], int]:
+    """os.fork, except for the attempts `spec` names ("all" or "2,5"), which fail."""
+    attempts = 0
+    failing = {int(n) for n in spec.split(",") if n.strip().isdigit()}
+
+    def fork() -> int:
+        nonlocal attempts
+        attempts += 1
+        if spec.strip() == "all" or attempts in failing:
+            raise OSError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+        return os.fork()
+
+    return fork
+
+
+def describe_exit(status: int) -> tuple[str, int | None, int | None]:
+    """("exited with code 3" / "killed by SIGKILL", code, signal number)."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        return f"killed by {signal.Signals(sig).name}", None, sig
+    code = os.waitstatus_to_exitcode(status)
+    return f"exited with code {code}", code, None
+
+
+class Arbiter:
+    def __init__(
+        self,
+        loaded: config.Loaded,
+        cli_values: dict[str, Any],
+        listeners: Listeners,
+        workers: int,
+        fork: Callable[[], int] | None = None,
+    ) -> None:
+        self.loaded = loaded
+        self.options = loaded.options
+        self.cli_values = cli_values
+        self.listeners = listeners
+        self.target = workers
+        self.slots = SlotTable()
+        self.pid = os.getpid()
+        if fork is None:
+            spec = os.environ.get("GUNRUNNER_TEST_FAIL_FORKS", "")
+            fork = fork_with_injected_failures(spec) if spec else os.fork
+        self._fork = fork
+        self._queue: deque[int] = deque()
+        self._wakeup_r, self._wakeup_w = os.pipe()
+        os.set_blocking(self._wakeup_r, False)
+        os.set_blocking(self._wakeup_w, False)
+        self.stopping: str | None = None
+        self.exit_code = EXIT_OK
+        self._fork_failures = 0
+        self._fork_retry_at = 0.0
+        self._last_fork_error = ""
+        self._announced_ready = False
+        self._error: GunrunnerError | None = None
+
+    # -- main loop ------------------------------------------------------------------------
+    def run(self) -> int:
+        """Serve until stopped; return the exit code or raise a GunrunnerError."""
+        self._install_signals()
+        try:
+            for index in range(self.target):
+                self.slots.add(index)
+            while True:
+                self._spawn_missing()
+                self._wait(self._next_timeout())
+                self._handle_signals()
+                self._reap()
+                self._read_status()
+                self._check_heartbeats()
+                self._check_deadlines()
+                if self.stopping and not self.slots.live():
+                    break
+            if self._error is not None:
+                raise self._error
+            return self.exit_code
+        finally:
+            self._kill_all()
+            self.listeners.close_all()
+            self._restore_signals()
+
+    def _next_timeout(self) -> float:
+        now = time.monotonic()
+        timeout = 1.0
+        for slot in self.slots.slots.values():
+            if slot.kill_deadline is not None:
+                timeout = min(timeout, slot.kill_deadline - now)
+            if slot.state is SlotState.EMPTY and not slot.retired and not self.stopping:
+                timeout = min(timeout, max(slot.next_spawn, self._fork_retry_at) - now)
+        return max(timeout, 0.0)
+
+    def _wait(self, timeout: float) -> None:
+        poller = select.poll()
+        poller.register(self._wakeup_r, select.POLLIN)
+        for slot in self.slots.live():
+            if slot.status_fd >= 0:
+                poller.register(slot.status_fd, select.POLLIN)
+        try:
+            poller.poll(timeout * 1000)
+        except InterruptedError:
+            pass
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._wakeup_r, 4096):
+                pass
+
+    # -- signals --------------------------------------------------------------------------
+    def _install_signals(self) -> None:
+        for sig in HANDLED_SIGNALS:
+            signal.signal(sig, self._enqueue)
+        signal.set_wakeup_fd(self._wakeup_w, warn_on_full_buffer=False)
+
+    def _restore_signals(self) -> None:
+        signal.set_wakeup_fd(-1)
+        for sig in HANDLED_SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)
+        for fd in (self._wakeup_r, self._wakeup_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def _enqueue(self, signum: int, frame: Any) -> None:
+        # NO LOGGING here (re-entrancy): just queue it for the loop.
+        self._queue.append(signum)
+
+    def _handle_signals(self) -> None:
+        while self._queue:
+            signum = self._queue.popleft()
+            getattr(self, "handle_" + SIGNAL_NAMES[signum])()
+
+    def handle_chld(self) -> None:
+        pass  # the loop reaps after every wakeup
+
+    def handle_term(self) -> None:
+        self.stop("graceful")
+
+    def handle_int(self) -> None:
+        self.stop("fast")
+
+    handle_quit = handle_int
+
+    def handle_ttin(self) -> None:
+        if self.stopping:
+            return
+        index = 0
+        while index in self.slots.slots and not self.slots.slots[index].retired:
+            index += 1
+        self.slots.add(index)
+        self.target += 1
+        log.info("SIGTTIN: workers %d -> %d", self.target - 1, self.target)
+
+    def handle_ttou(self) -> None:
+        wanted = self.slots.wanted()
+        if self.stopping or len(wanted) <= 1:
+            log.info("SIGTTOU ignored: keeping at least one worker")
+            return
+        slot = max(wanted, key=lambda s: s.index)
+        slot.retired = True
+        self.target -= 1
+        log.info(
+            "SIGTTOU: workers %d -> %d (retiring slot %d)", self.target + 1, self.target, slot.index
+        )
+        if slot.state is SlotState.EMPTY:
+            self._drop_slot(slot)
+        else:
+            self._signal_worker(slot, signal.SIGTERM, self.options.graceful_timeout)
+
+    def handle_hup(self) -> None:
+        if self.stopping:
+            return
+        log.info("SIGHUP: reloading the configuration and replacing the workers")
+        try:
+            loaded = config.load(self.cli_values, self.loaded.config_file)
+        except GunrunnerError as exc:
+            log.error("%s; keeping the running configuration", exc)
+            return
+        if loaded.options.bind != self.options.bind:
+            log.warning("bind changed in the config; restart gunrunner to listen on new addresses")
+        self.loaded = loaded
+        self.options = loaded.options
+        logs.setup(self.options.log_level, self.options.log_file)
+        logs.set_role("arbiter")
+        new_target = resolve_workers(self.options.workers)
+        while self.target < new_target:
+            self.handle_ttin()
+        while self.target > new_target:
+            self.handle_ttou()
+        for slot in self.slots.live():
+            if not slot.retired and slot.state is not SlotState.DRAINING:
+                self._signal_worker(slot, signal.SIGTERM, self.options.graceful_timeout)
+
+    def handle_usr1(self) -> None:
+        logs.reopen()
+        log.info("SIGUSR1: log files reopened")
+        for slot in self.slots.live():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(slot.pid, signal.SIGUSR1)
+
+    def stop(self, mode: str) -> None:
+        if self.stopping in (mode, "fast"):
+            return
+        self.stopping = mode
+        log.info("%s stop: %d worker(s) to stop", mode, len(self.slots.live()))
+        # New clients are refused from now on; what is queued is accepted by the workers,
+        # which keep their copies of the sockets until they have drained them.
+        self.listeners.close_all()
+        if mode == "graceful":
+            for slot in self.slots.live():
+                self._signal_worker(slot, signal.SIGTERM, self.options.graceful_timeout)
+        else:
+            for slot in self.slots.live():
+                self._signal_worker(slot, signal.SIGQUIT, 0.0)
+
+    def _signal_worker(self, slot: WorkerSlot, sig: int, grace: float) -> None:
+        if slot.state is not SlotState.DRAINING:
+            slot.move(SlotState.DRAINING)
+        deadline = time.monotonic() + grace + KILL_GRACE
+        if slot.kill_deadline is None or deadline < slot.kill_deadline:
+            slot.kill_deadline = deadline
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(slot.pid, sig)
+
+    # -- forking --------------------------------------------------------------------------
+    def _spawn_missing(self) -> None:
+        if self.stopping:
+            return
+        now = time.monotonic()
+        for slot in sorted(self.slots.wanted(), key=lambda s: s.index):
+            if slot.state is not SlotState.EMPTY or now < slot.next_spawn:
+                continue
+            if now < self._fork_retry_at:
+                return
+            if not self._spawn(slot):
+                return
+
+    def _spawn(self, slot: WorkerSlot) -> bool:
+        sockets = self.listeners.for_slot(slot.index)
+        heartbeat = Heartbeat()
+        status_r, status_w = os.pipe()
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
+        try:
+            pid = self._fork()
+        except OSError as exc:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+            os.close(status_r)
+            os.close(status_w)
+            heartbeat.close()
+            self._fork_failed(slot, exc)
+            return False
+        if pid == 0:  # pragma: no cover - runs in the child, measured by integration tests
+            code = EXIT_ERROR
+            try:
+                os.close(status_r)
+                self._in_child(slot, sockets)
+
+                def unblock() -> None:
+                    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+                context = WorkerContext(
+                    options=self.options,
+                    sockets=sockets,
+                    slot=slot.index,
+                    heartbeat=heartbeat,
+                    status_fd=status_w,
+                    parent_pid=self.pid,
+                    signals_ready=unblock,
+                )
+                code = Worker(context).run_in_child()
+            finally:
+                with contextlib.suppress(Exception):
+                    logging.shutdown()
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                os._exit(code)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        os.close(status_w)
+        os.set_blocking(status_r, False)
+        self.slots.started(slot, pid, status_r, heartbeat)
+        self._fork_failures = 0
+        log.info("started worker %d (slot %d)", pid, slot.index)
+        return True
+
+    def _in_child(self, slot: WorkerSlot, keep: list[Any]) -> None:
+        """Undo the arbiter's process state in a fresh child."""
+        signal.set_wakeup_fd(-1)
+        for sig in HANDLED_SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)
+        os.close(self._wakeup_r)
+        os.close(self._wakeup_w)
+        # Other slots' sockets and pipes: a socket left open here would keep a retired
+        # slot listening in a process that never accepts from it.
+        for other in self.slots.slots.values():
+            if other is not slot and other.status_fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(other.status_fd)
+        self.listeners.close_others(keep)
+        logs.set_role(f"worker slot={slot.index}")
+
+    def _fork_failed(self, slot: WorkerSlot, exc: OSError) -> None:
+        self._fork_failures += 1
+        self._last_fork_error = f"[Errno {exc.errno}] {exc.strerror}"
+        running = len(self.slots.live())
+        if running == 0 and self._fork_failures >= FORK_RETRIES:
+            self._error = NoWorkersError(
+                f"no workers could be started: fork failed {self._fork_failures} times "
+                f"({self._last_fork_error}); check the process limit (ulimit -u) and memory"
+            )
+            self.stopping = "fast"
+            return
+        delay = min(0.2 * 2 ** (self._fork_failures - 1), 10.0)
+        self._fork_retry_at = time.monotonic() + delay
+        log.error(
+            "cannot fork worker for slot %d: %s; serving with %d worker(s), retrying in %.1fs",
+            slot.index,
+            self._last_fork_error,
+            running,
+            delay,
+        )
+
+    # -- reaping and status ---------------------------------------------------------------
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self._worker_exited(pid, status)
+
+    def _worker_exited(self, pid: int, status: int) -> None:
+        slot = self.slots.by_pid.get(pid)
+        if slot is None:
+            log.info("reaped process %d (not a worker): %s", pid, describe_exit(status)[0])
+            return
+        self._read_status_of(slot, final=True)
+        was = slot.state
+        lived = time.monotonic() - slot.started
+        self.slots.exited(pid)
+        if slot.status_fd >= 0:
+            os.close(slot.status_fd)
+            slot.status_fd = -1
+        what, code, sig = describe_exit(status)
+        expected = was is SlotState.DRAINING
+        if code in (EXIT_APP_LOAD_ERROR, EXIT_BOOT_ERROR) and not self.stopping:
+            log.info("worker %d (slot %d) %s: it could not boot", pid, slot.index, what)
+            if self._error is None:
+                message = slot.status_buffer.decode("utf-8", "replace").strip("\0").strip()
+                cls = AppLoadError if code == EXIT_APP_LOAD_ERROR else BootError
+                self._error = cls(message or f"worker {what} during boot")
+            self.stop("fast")
+        elif expected and code == 0:
+            log.info("worker %d (slot %d) stopped after %.1fs", pid, slot.index, lived)
+        elif sig == signal.SIGKILL and not expected:
+            log.error(
+                "worker %d (slot %d) killed by SIGKILL after %.1fs; possibly out of memory, "
+                "check the memory limit",
+                pid,
+                slot.index,
+                lived,
+            )
+        else:
+            level = (
+                logging.INFO
+                if expected and sig in (signal.SIGTERM, signal.SIGQUIT)
+                else logging.ERROR
+            )
+            log.log(level, "worker %d (slot %d) %s after %.1fs", pid, slot.index, what, lived)
+            if self.stopping:
+                self.exit_code = EXIT_ERROR
+        if slot.retired:
+            self._drop_slot(slot)
+        elif not expected and lived < YOUNG_DEATH:
+            slot.failures += 1
+            slot.next_spawn = time.monotonic() + min(0.1 * 2**slot.failures, 10.0)
+        else:
+            slot.failures = 0
+
+    def _drop_slot(self, slot: WorkerSlot) -> None:
+        self.listeners.close_slot(slot.index)
+        self.slots.remove(slot.index)
+
+    def _read_status(self) -> None:
+        for slot in self.slots.live():
+            self._read_status_of(slot)
+
+    def _read_status_of(self, slot: WorkerSlot, final: bool = False) -> None:
+        if slot.status_fd < 0:
+            return
+        while True:
+            try:
+                data = os.read(slot.status_fd, 65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            if not data:
+                return
+            if slot.state is SlotState.BOOTING and data.startswith(STATUS_READY):
+                slot.move(SlotState.READY)
+                log.info("worker %d (slot %d) ready", slot.pid, slot.index)
+                data = data[len(STATUS_READY) :]
+                self._announce_ready()
+            if data.startswith(STATUS_ERROR):
+                data = data[len(STATUS_ERROR) :]
+            slot.status_buffer += data
+
+    def _announce_ready(self) -> None:
+        wanted = self.slots.wanted()
+        if all(s.state is SlotState.READY for s in wanted) and not self._announced_ready:
+            self._announced_ready = True
+            log.info("all %d workers ready", len(wanted))
+
+    # -- liveness and deadlines -----------------------------------------------------------
+    def _check_heartbeats(self) -> None:
+        timeout = self.options.timeout
+        if timeout <= 0:
+            return
+        for slot in self.slots.live():
+            if slot.state is not SlotState.READY or slot.heartbeat is None:
+                continue
+            silent = slot.heartbeat.age()
+            if silent > timeout:
+                log.error(
+                    "worker %d (slot %d) silent for %.1fs (timeout %gs): its event loop is "
+                    "stuck; dumping its stack to the log and killing it",
+                    slot.pid,
+                    slot.index,
+                    silent,
+                    timeout,
+                )
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(slot.pid, signal.SIGUSR2)
+                slot.move(SlotState.DRAINING)
+                slot.kill_deadline = time.monotonic() + KILL_GRACE
+
+    def _check_deadlines(self) -> None:
+        now = time.monotonic()
+        for slot in self.slots.live():
+            if slot.kill_deadline is not None and now >= slot.kill_deadline:
+                log.warning(
+                    "worker %d (slot %d) did not stop in time; sending SIGKILL",
+                    slot.pid,
+                    slot.index,
+                )
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(slot.pid, signal.SIGKILL)
+                slot.kill_deadline = now + 5.0  # and reap it on the next SIGCHLD
+
+    def _kill_all(self) -> None:
+        """Last resort on the way out (also after an exception): no child survives us."""
+        for slot in self.slots.live():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(slot.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5.0
+        while self.slots.live() and time.monotonic() < deadline:
+            try:
+                pid, status = os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
+            self._worker_exited(pid, status)

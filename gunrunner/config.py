@@ -1,0 +1,471 @@
+"""Every option, declared once; loaded from TOML, then GUNRUNNER_* env vars, then the CLI.
+
+Rules:
+1. An option is one field of `Options`. Its name is the TOML key, `--name-with-dashes` is
+   its flag and `GUNRUNNER_NAME` its environment variable. Help, type, default and check
+   live beside it; the CLI, the loader, `--print-config` and the docs read this table.
+2. Later sources win: defaults < config file < environment < command line.
+3. A bad value is a ConfigError naming the key, where it came from and what was expected.
+   An unknown key is an error that names the closest option.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gunrunner.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+ENV_PREFIX = "GUNRUNNER_"
+# Environment variables with this prefix that are not options.
+ENV_NOT_OPTIONS = frozenset({"GUNRUNNER_CONFIG", "GUNRUNNER_TEST_FAIL_FORKS"})
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """How an option's values are read from text (env, CLI) and TOML, and written back."""
+
+    expected: str
+    from_text: Callable[[str], Any]
+    from_toml: Callable[[Any], Any]
+    to_toml: Callable[[Any], str]
+
+
+def _toml_str(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def _int_from_toml(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError
+    return value
+
+
+def _float_from_toml(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError
+    return float(value)
+
+
+def _str_from_toml(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError
+    return value
+
+
+def _bool_from_text(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(text)
+
+
+def _bool_from_toml(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError
+    return value
+
+
+def _list_from_text(text: str) -> tuple[str, ...]:
+    # Env vars hold several values separated by commas: GUNRUNNER_BIND="a:1,b:2".
+    items = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not items:
+        raise ValueError(text)
+    return items
+
+
+def _list_from_toml(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise TypeError
+
+
+def _workers_from_text(text: str) -> int | str:
+    if text.strip().lower() == "auto":
+        return "auto"
+    return int(text)
+
+
+def _workers_from_toml(value: Any) -> int | str:
+    if isinstance(value, str):
+        return _workers_from_text(value) if value.strip().lower() == "auto" else _fail(value)
+    return _int_from_toml(value)
+
+
+def _fail(value: Any) -> Any:
+    raise ValueError(value)
+
+
+def _optional(kind: Kind) -> Kind:
+    """The same kind, where "" (or no value) means "not set"."""
+    return Kind(
+        expected=kind.expected,
+        from_text=lambda text: kind.from_text(text) if text else None,
+        from_toml=lambda value: kind.from_toml(value) if value != "" else None,
+        to_toml=lambda value: '""' if value is None else kind.to_toml(value),
+    )
+
+
+INT = Kind("an integer", int, _int_from_toml, str)
+FLOAT = Kind("a number", float, _float_from_toml, lambda v: repr(float(v)))
+STR = Kind("a string", str, _str_from_toml, _toml_str)
+BOOL = Kind("true or false", _bool_from_text, _bool_from_toml, lambda v: "true" if v else "false")
+STR_LIST = Kind(
+    "a string or a list of strings",
+    _list_from_text,
+    _list_from_toml,
+    lambda v: "[" + ", ".join(_toml_str(s) for s in v) + "]",
+)
+WORKERS = Kind('an integer or "auto"', _workers_from_text, _workers_from_toml, str)
+OPTIONAL_STR = _optional(STR)
+
+
+def option(
+    default: Any,
+    *,
+    help: str,
+    kind: Kind,
+    short: str | None = None,
+    choices: tuple[str, ...] | None = None,
+    minimum: float | None = None,
+    metavar: str | None = None,
+) -> Any:
+    """Declare one option: a dataclass field whose metadata drives CLI, TOML, env and docs."""
+    meta = {
+        "help": help,
+        "kind": kind,
+        "short": short,
+        "choices": choices,
+        "minimum": minimum,
+        "metavar": metavar,
+    }
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Options:
+    """The effective configuration of one gunrunner instance."""
+
+    app: str | None = option(
+        None,
+        kind=OPTIONAL_STR,
+        metavar="MODULE:ATTR",
+        help="The application, as module:attribute (e.g. myproject.wsgi:application).",
+    )
+    bind: tuple[str, ...] = option(
+        ("127.0.0.1:8000",),
+        kind=STR_LIST,
+        short="-b",
+        metavar="ADDRESS",
+        help="Address to listen on: HOST:PORT, [IPV6]:PORT, unix:PATH or fd://N. "
+        "Repeat for several; a name binds every address it resolves to; port 0 picks one "
+        "free port for all workers.",
+    )
+    workers: int | str = option(
+        1,
+        kind=WORKERS,
+        short="-w",
+        minimum=0,
+        help='Worker processes; 0 or 1 serves in the main process without forking; "auto" '
+        "uses the CPUs this process may really use (affinity and cgroup quota).",
+    )
+    threads: int = option(
+        4,
+        kind=INT,
+        minimum=1,
+        help="Threads per worker that run WSGI apps (ASGI apps run on the event loop).",
+    )
+    interface: str = option(
+        "auto",
+        kind=STR,
+        choices=("auto", "wsgi", "asgi", "asgi2"),
+        help="The app's interface; auto detects it from the callable's signature.",
+    )
+    factory: bool = option(
+        False,
+        kind=BOOL,
+        help="Treat module:attribute as a factory: call it with no arguments to get the app.",
+    )
+    app_dir: str = option(
+        ".",
+        kind=STR,
+        metavar="DIR",
+        help="Directory put first on sys.path before the app is imported.",
+    )
+    lifespan: str = option(
+        "auto",
+        kind=STR,
+        choices=("auto", "on", "off"),
+        help="ASGI lifespan protocol: auto runs it and carries on if the app does not "
+        "support it; on makes a failure fatal; off skips it.",
+    )
+    loop: str = option(
+        "auto",
+        kind=STR,
+        choices=("auto", "asyncio", "uvloop"),
+        help="Event loop: auto takes uvloop when it is installed.",
+    )
+    backlog: int = option(
+        2048,
+        kind=INT,
+        minimum=1,
+        help="Listen queue length of each listening socket (connections not yet accepted).",
+    )
+    reuse_port: bool = option(
+        True,
+        kind=BOOL,
+        help="Give every worker its own SO_REUSEPORT listening socket, balanced by the "
+        "kernel; off (or where the OS cannot balance) all workers share one socket.",
+    )
+    shared_bind: bool = option(
+        False,
+        kind=BOOL,
+        help="Start even when another gunrunner of this user already listens on the "
+        "address, and share the port with it (zero-downtime deploy: start the new one, "
+        "then TERM the old one).",
+    )
+    timeout: float = option(
+        30.0,
+        kind=FLOAT,
+        minimum=0,
+        help="Seconds a worker's event loop may stay silent before the worker is killed "
+        "and replaced; 0 disables the check.",
+    )
+    graceful_timeout: float = option(
+        30.0,
+        kind=FLOAT,
+        minimum=0,
+        help="Seconds a stopping worker gets to finish in-flight requests before it is killed.",
+    )
+    keepalive_timeout: float = option(
+        5.0,
+        kind=FLOAT,
+        minimum=0,
+        help="Seconds an idle keep-alive connection is kept open.",
+    )
+    h11_max_incomplete_event_size: int = option(
+        16384,
+        kind=INT,
+        minimum=1024,
+        help="Bytes of an unfinished request head (request line and headers) buffered "
+        "before the request is refused with 431.",
+    )
+    root_path: str = option(
+        "",
+        kind=STR,
+        help="URL prefix the app is mounted under (ASGI root_path, WSGI SCRIPT_NAME).",
+    )
+    server_header: bool = option(
+        True,
+        kind=BOOL,
+        help="Send a Server: gunrunner header when the app does not set one.",
+    )
+    log_level: str = option(
+        "info",
+        kind=STR,
+        choices=("critical", "error", "warning", "info", "debug"),
+        help="Lowest level of the error log.",
+    )
+    log_file: str = option(
+        "-",
+        kind=STR,
+        metavar="FILE",
+        help='Error log file; "-" is stderr. Reopened on SIGUSR1 (log rotation).',
+    )
+    pidfile: str | None = option(
+        None,
+        kind=OPTIONAL_STR,
+        metavar="FILE",
+        help="Write the main process id to this file; removed at exit.",
+    )
+
+
+FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(Options)}
+
+
+def kind_of(name: str) -> Kind:
+    kind: Kind = FIELDS[name].metadata["kind"]
+    return kind
+
+
+def flag_of(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def env_of(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def _describe(name: str) -> str:
+    meta = FIELDS[name].metadata
+    expected: str = meta["kind"].expected
+    if meta["choices"]:
+        expected = "one of " + ", ".join(f'"{c}"' for c in meta["choices"])
+    elif meta["minimum"] is not None:
+        expected += f" >= {meta['minimum']:g}"
+    return expected
+
+
+def check_value(name: str, value: Any) -> str | None:
+    """Why `value` is not acceptable for option `name`, or None when it is."""
+    meta = FIELDS[name].metadata
+    if value is None:
+        return None
+    if meta["choices"] and value not in meta["choices"]:
+        return f"expected {_describe(name)}, got {value!r}"
+    minimum = meta["minimum"]
+    if minimum is not None and isinstance(value, (int, float)) and not math.isfinite(value):
+        return f"expected {_describe(name)}, got {value!r}"
+    if minimum is not None and isinstance(value, (int, float)) and value < minimum:
+        return f"expected {_describe(name)}, got {value!r}"
+    return None
+
+
+def convert_text(name: str, text: str, source: str) -> Any:
+    """Read one option's value from text (CLI or environment); raise a ConfigError."""
+    kind = kind_of(name)
+    try:
+        value = kind.from_text(text)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{_label(name, source)}: expected {_describe(name)}, got {text!r}",
+            key=name,
+            source=source,
+        ) from None
+    problem = check_value(name, value)
+    if problem:
+        raise ConfigError(f"{_label(name, source)}: {problem}", key=name, source=source)
+    return value
+
+
+def _label(name: str, source: str) -> str:
+    if source == "command line":
+        return flag_of(name)
+    if source == "environment":
+        return env_of(name)
+    return f'key "{name}"'
+
+
+def _unknown(name: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    return f'; did you mean "{close[0]}"?' if close else ""
+
+
+def read_file(path: str) -> dict[str, Any]:
+    """Parse a TOML config file into option values, checking every key and value."""
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist", source=path) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file: {exc.strerror}", source=path) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", source=path) from None
+    values: dict[str, Any] = {}
+    for key, raw_value in raw.items():
+        if key not in FIELDS:
+            raise ConfigError(
+                f'unknown key "{key}"{_unknown(key, list(FIELDS))}', key=key, source=path
+            )
+        kind = kind_of(key)
+        try:
+            value = kind.from_toml(raw_value)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f'key "{key}": expected {_describe(key)}, got {_toml_repr(raw_value)}',
+                key=key,
+                source=path,
+            ) from None
+        problem = check_value(key, value)
+        if problem:
+            raise ConfigError(f'key "{key}": {problem}', key=key, source=path)
+        values[key] = value
+    return values
+
+
+def _toml_repr(value: Any) -> str:
+    type_name = {
+        bool: "boolean",
+        int: "integer",
+        float: "float",
+        str: "string",
+        list: "array",
+        dict: "table",
+    }.get(type(value), type(value).__name__)
+    return f"{value!r} ({type_name})"
+
+
+def read_env(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Option values from GUNRUNNER_* variables; an unknown one is an error."""
+    values: dict[str, Any] = {}
+    for var, text in environ.items():
+        if not var.startswith(ENV_PREFIX) or var in ENV_NOT_OPTIONS:
+            continue
+        name = var[len(ENV_PREFIX) :].lower()
+        if name not in FIELDS:
+            known = [env_of(n) for n in FIELDS]
+            raise ConfigError(
+                f"unknown environment variable {var}{_unknown(var, known)}",
+                key=name,
+                source="environment",
+            )
+        values[name] = convert_text(name, text, "environment")
+    return values
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """The merged options, where each value came from, and the file that was read."""
+
+    options: Options
+    sources: dict[str, str]
+    config_file: str | None
+
+
+def load(
+    cli_values: Mapping[str, Any],
+    config_file: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Loaded:
+    """Merge defaults < config file < environment < command line into Options."""
+    environ = os.environ if environ is None else environ
+    if config_file is None:
+        config_file = environ.get("GUNRUNNER_CONFIG") or None
+    layers: list[tuple[str, Mapping[str, Any]]] = []
+    if config_file:
+        layers.append((config_file, read_file(config_file)))
+    layers.append(("environment", read_env(environ)))
+    layers.append(("command line", cli_values))
+    merged: dict[str, Any] = {}
+    sources = dict.fromkeys(FIELDS, "default")
+    for source, values in layers:
+        for name, value in values.items():
+            merged[name] = value
+            sources[name] = source
+    return Loaded(Options(**merged), sources, config_file)
+
+
+def render_toml(loaded: Loaded) -> str:
+    """The effective configuration as TOML, each value commented with its source."""
+    lines = ["# gunrunner effective configuration; the comment says where each value came from"]
+    for name in FIELDS:
+        value = getattr(loaded.options, name)
+        lines.append(f"{name} = {kind_of(name).to_toml(value)}  # {loaded.sources[name]}")
+    return "\n".join(lines) + "\n"

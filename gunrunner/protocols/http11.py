@@ -1,0 +1,513 @@
+"""HTTP/1.1 over asyncio: an asyncio.Protocol that drives an h11.Connection.
+
+h11 owns the wire format; this module moves bytes and events and never parses HTTP
+itself. Every h11 type stays in this file: the app bridges see an `Exchange`.
+
+Rules:
+1. One request at a time per connection (h11 serialises pipelined requests): a request
+   is handed to the bridge once the events already received are processed, and the next
+   request is read only after the response completed (h11's PAUSED).
+2. A response whose body is known goes out in one transport.write() (head + body +
+   end), so that it never meets a delayed ACK.
+3. Flow control both ways: reading pauses while more than BODY_HIGH_WATER bytes of body
+   wait for the app; `Exchange.write` waits while the transport is paused.
+4. A response that starts before the request body was read entirely carries
+   `Connection: close`: the unread rest of the body is never parsed as a next request.
+5. A protocol error gets h11's status hint (400, 431, ...) and a close; nothing reaches
+   the app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import unquote
+
+import h11
+
+from gunrunner.apps.types import AppBridge, ClientDisconnected, Headers
+
+log = logging.getLogger(__name__)
+
+# Body bytes buffered for an app that is not reading before we stop reading the socket.
+BODY_HIGH_WATER = 256 * 1024
+
+_REASONS = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
+_HAS_NO_BODY = frozenset({204, 304})
+
+_date_second = 0
+_date_value = b""
+
+
+def date_header() -> bytes:
+    """The Date header value, formatted at most once per second."""
+    global _date_second, _date_value
+    now = int(time.time())
+    if now != _date_second:
+        _date_second = now
+        _date_value = formatdate(now, usegmt=True).encode("ascii")
+    return _date_value
+
+
+class ConnectionSettings:
+    """What every connection of a worker shares: bridge, limits, the drain flag."""
+
+    def __init__(
+        self,
+        bridge: AppBridge,
+        *,
+        keepalive_timeout: float,
+        max_incomplete_event_size: int,
+        server_header: bool,
+        scheme: str = "http",
+    ) -> None:
+        self.bridge = bridge
+        self.keepalive_timeout = keepalive_timeout
+        self.max_incomplete_event_size = max_incomplete_event_size
+        self.server_header = b"gunrunner" if server_header else None
+        self.scheme = scheme
+        self.connections: set[HTTP11Protocol] = set()
+        self.draining = False
+
+    def drain(self) -> None:
+        """Stop keeping connections alive: idle ones close now, busy ones after their response."""
+        self.draining = True
+        for connection in list(self.connections):
+            connection.close_when_idle()
+
+
+class _Exchange:
+    """One request and its response (implements apps.types.Exchange)."""
+
+    __slots__ = (
+        "_body",
+        "_body_size",
+        "_body_waiter",
+        "_done_waiters",
+        "_pending_head",
+        "body_complete",
+        "client",
+        "disconnected",
+        "finished",
+        "headers",
+        "http_version",
+        "method",
+        "path",
+        "proto",
+        "query_string",
+        "raw_path",
+        "response_started",
+        "scheme",
+        "server",
+    )
+
+    def __init__(self, proto: HTTP11Protocol, request: h11.Request) -> None:
+        self.proto = proto
+        self.method = request.method.decode("ascii")
+        self.http_version = "1.1" if request.http_version == b"1.1" else "1.0"
+        self.headers: Headers = list(request.headers)
+        target = request.target
+        if not target.startswith(b"/"):
+            target = _origin_form(target)
+        raw_path, _, self.query_string = target.partition(b"?")
+        self.raw_path = raw_path
+        path = raw_path.decode("latin-1")
+        self.path = unquote(path) if "%" in path else path
+        self.scheme = proto.settings.scheme
+        self.client = proto.client
+        self.server = proto.server
+        self.disconnected = False
+        self.response_started = False
+        self.finished = False
+        self.body_complete = False
+        self._body: list[bytes] = []
+        self._body_size = 0
+        self._body_waiter: asyncio.Future[None] | None = None
+        self._done_waiters: list[asyncio.Future[None]] = []
+        self._pending_head = b""
+
+    # -- request body, fed by the protocol -------------------------------------------------
+    def feed(self, data: bytes) -> None:
+        self._body.append(data)
+        self._body_size += len(data)
+        if self._body_size > BODY_HIGH_WATER:
+            self.proto.pause_for_body()
+        self._wake_body()
+
+    def feed_end(self) -> None:
+        self.body_complete = True
+        self._wake_body()
+
+    def _wake_body(self) -> None:
+        waiter = self._body_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def lost(self) -> None:
+        """The connection is gone: wake every waiter."""
+        self.disconnected = True
+        self._wake_body()
+        self._wake_done()
+
+    def _wake_done(self) -> None:
+        for waiter in self._done_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._done_waiters.clear()
+
+    # -- Exchange API, used by the bridges ------------------------------------------------
+    def body_known_empty(self) -> bool:
+        return self.body_complete and not self._body
+
+    async def receive(self) -> tuple[bytes, bool]:
+        while not self._body and not self.body_complete:
+            if self.disconnected:
+                raise ClientDisconnected("client disconnected before the request body ended")
+            self.proto.want_body(self)
+            self._body_waiter = self.proto.loop.create_future()
+            try:
+                await self._body_waiter
+            finally:
+                self._body_waiter = None
+        if self._body:
+            data = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+            self._body.clear()
+            self._body_size = 0
+            self.proto.resume_for_body()
+        else:
+            data = b""
+        return data, not self.body_complete
+
+    async def wait_done(self) -> None:
+        if self.finished or self.disconnected:
+            return
+        waiter = self.proto.loop.create_future()
+        self._done_waiters.append(waiter)
+        await waiter
+
+    def respond(self, status: int, headers: Headers, body: bytes) -> None:
+        if self.disconnected:
+            return
+        self.response_started = True
+        proto = self.proto
+        conn = proto.conn
+        try:
+            head = conn.send(proto.response(self, status, headers, len(body)))
+            if body and self.method != "HEAD" and status not in _HAS_NO_BODY:
+                data = head + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage())
+            else:
+                data = head + conn.send(h11.EndOfMessage())
+        except h11.LocalProtocolError as exc:
+            proto.app_error(self, exc)
+            return
+        proto.transport.write(data)
+        self._complete()
+
+    def start(self, status: int, headers: Headers) -> None:
+        if self.disconnected:
+            raise ClientDisconnected("client disconnected")
+        self.response_started = True
+        try:
+            self._pending_head = self.proto.conn.send(
+                self.proto.response(self, status, headers, None)
+            )
+        except h11.LocalProtocolError as exc:
+            self.proto.app_error(self, exc)
+            raise ClientDisconnected(f"response rejected: {exc}") from None
+
+    async def write(self, data: bytes) -> None:
+        if self.disconnected:
+            raise ClientDisconnected("client disconnected")
+        proto = self.proto
+        if self.method != "HEAD":
+            try:
+                out = proto.conn.send(h11.Data(data=data))
+            except h11.LocalProtocolError as exc:
+                proto.app_error(self, exc)
+                raise ClientDisconnected(f"response rejected: {exc}") from None
+            if self._pending_head:
+                out = self._pending_head + out
+                self._pending_head = b""
+            proto.transport.write(out)
+        if proto.write_paused:
+            await proto.drain()
+
+    def end(self) -> None:
+        if self.disconnected:
+            return
+        proto = self.proto
+        try:
+            out = proto.conn.send(h11.EndOfMessage())
+        except h11.LocalProtocolError as exc:
+            proto.app_error(self, exc)
+            return
+        proto.transport.write(self._pending_head + out)
+        self._pending_head = b""
+        self._complete()
+
+    def abort(self) -> None:
+        if not self.disconnected:
+            self.proto.transport.close()
+        self.lost()
+
+    def _complete(self) -> None:
+        self.finished = True
+        self._wake_done()
+        self.proto.response_complete(self)
+
+
+def _origin_form(target: bytes) -> bytes:
+    """The path and query of an absolute-form target (http://host/path?q)."""
+    scheme_end = target.find(b"://")
+    if scheme_end < 0:
+        return target  # "*" (OPTIONS) or an authority (CONNECT): passed on as they are
+    path_start = target.find(b"/", scheme_end + 3)
+    if path_start < 0:
+        query = target.find(b"?", scheme_end + 3)
+        return b"/" + (target[query:] if query >= 0 else b"")
+    return target[path_start:]
+
+
+class HTTP11Protocol(asyncio.Protocol):
+    """One client connection."""
+
+    def __init__(self, settings: ConnectionSettings) -> None:
+        self.settings = settings
+        self.loop = asyncio.get_running_loop()
+        self.conn = h11.Connection(
+            h11.SERVER, max_incomplete_event_size=settings.max_incomplete_event_size
+        )
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.client: tuple[str, int] | None = None
+        self.server: tuple[str, int] | None = None
+        self.exchange: _Exchange | None = None
+        self._dispatch: _Exchange | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._paused_for_cycle = False
+        self._paused_for_body = False
+        self.write_paused = False
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._close_when_done = False
+
+    # -- asyncio callbacks ----------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+            self.client = _host_port(transport.get_extra_info("peername"))
+            self.server = _host_port(transport.get_extra_info("sockname"))
+        self.settings.connections.add(self)
+        if self.settings.draining:
+            self._close_when_done = True
+        self._arm_idle_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.settings.connections.discard(self)
+        self._cancel_timer()
+        if self.exchange is not None:
+            self.exchange.lost()
+        for waiter in self._drain_waiters:
+            if not waiter.done():
+                waiter.set_exception(ClientDisconnected("client disconnected"))
+        self._drain_waiters.clear()
+
+    def data_received(self, data: bytes) -> None:
+        # The idle timer keeps running until a whole request head has arrived, so a
+        # client that trickles bytes cannot hold the connection past it.
+        self.conn.receive_data(data)
+        self._handle_events()
+
+    def eof_received(self) -> bool:
+        self.conn.receive_data(b"")
+        self._handle_events()
+        # Keep the write side open while a response is still to be sent.
+        return self.exchange is not None and not self.exchange.finished
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        for waiter in self._drain_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._drain_waiters.clear()
+
+    async def drain(self) -> None:
+        waiter = self.loop.create_future()
+        self._drain_waiters.append(waiter)
+        await waiter
+
+    # -- events ---------------------------------------------------------------------------
+    def _handle_events(self) -> None:
+        conn = self.conn
+        while True:
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                self._protocol_error(exc)
+                return
+            kind = type(event)
+            if kind is h11.Data:
+                self.exchange.feed(event.data)  # type: ignore[union-attr]
+            elif kind is h11.Request:
+                self._cancel_timer()
+                self.exchange = self._dispatch = _Exchange(self, event)  # type: ignore[arg-type]
+            elif kind is h11.EndOfMessage:
+                self.exchange.feed_end()  # type: ignore[union-attr]
+            elif event is h11.NEED_DATA:
+                break
+            elif event is h11.PAUSED:
+                # A pipelined request waits until this response is complete.
+                self._paused_for_cycle = True
+                self.transport.pause_reading()
+                break
+            elif kind is h11.ConnectionClosed:
+                self._peer_closed()
+                break
+        if self._dispatch is not None:
+            exchange, self._dispatch = self._dispatch, None
+            self.settings.bridge.handle(exchange)
+
+    def _peer_closed(self) -> None:
+        exchange = self.exchange
+        if exchange is None or exchange.finished:
+            self.transport.close()
+        elif not exchange.body_complete:
+            # The client closed before sending the whole body: the request cannot complete.
+            exchange.lost()
+            self.transport.close()
+
+    def _protocol_error(self, exc: h11.RemoteProtocolError) -> None:
+        status = exc.error_status_hint
+        log.debug("bad request from %s: %s (answering %d)", self.client, exc, status)
+        if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE) and not (
+            self.exchange is not None and self.exchange.response_started
+        ):
+            body = f"{status} {_REASONS.get(status, b'').decode()}: {exc}\n".encode(
+                "ascii", "replace"
+            )
+            headers = [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", b"%d" % len(body)),
+                (b"connection", b"close"),
+                (b"date", date_header()),
+            ]
+            try:
+                data = self.conn.send(
+                    h11.Response(
+                        status_code=status, headers=headers, reason=_REASONS.get(status, b"")
+                    )
+                )
+                self.transport.write(data + self.conn.send(h11.Data(data=body)))
+            except h11.LocalProtocolError:
+                pass
+        if self.exchange is not None:
+            self.exchange.lost()
+        self.transport.close()
+
+    # -- responses ------------------------------------------------------------------------
+    def response(
+        self, exchange: _Exchange, status: int, headers: Headers, length: int | None
+    ) -> h11.Response:
+        """The h11 Response for the app's status and headers, plus ours."""
+        has_length = has_server = False
+        for name, _ in headers:
+            lowered = name.lower()
+            if lowered in (b"content-length", b"transfer-encoding"):
+                has_length = True
+            elif lowered == b"server":
+                has_server = True
+        extra: Headers = [(b"date", date_header())]
+        if not has_server and self.settings.server_header is not None:
+            extra.append((b"server", self.settings.server_header))
+        if length is not None and not has_length and status not in _HAS_NO_BODY and status >= 200:
+            extra.append((b"content-length", b"%d" % length))
+        if self._close_when_done or self.settings.draining or not exchange.body_complete:
+            extra.append((b"connection", b"close"))
+        return h11.Response(
+            status_code=status, headers=headers + extra, reason=_REASONS.get(status, b"")
+        )
+
+    def app_error(self, exchange: _Exchange, exc: h11.LocalProtocolError) -> None:
+        """The app's response broke HTTP (bad header, wrong Content-Length): close."""
+        log.error(
+            "invalid response from the app to %s %s: %s; connection closed",
+            exchange.method,
+            exchange.path,
+            exc,
+        )
+        exchange.abort()
+
+    def response_complete(self, exchange: _Exchange) -> None:
+        conn = self.conn
+        if conn.our_state is h11.MUST_CLOSE or conn.their_state is not h11.DONE:
+            self.transport.close()
+            return
+        conn.start_next_cycle()
+        self.exchange = None
+        if self._paused_for_cycle:
+            self._paused_for_cycle = False
+            if not self._paused_for_body:
+                self.transport.resume_reading()
+        # A pipelined request may already be buffered in h11.
+        self._handle_events()
+        if self.exchange is None:
+            self._arm_idle_timer()
+
+    # -- flow control and timers ----------------------------------------------------------
+    def pause_for_body(self) -> None:
+        if not self._paused_for_body:
+            self._paused_for_body = True
+            self.transport.pause_reading()
+
+    def resume_for_body(self) -> None:
+        if self._paused_for_body:
+            self._paused_for_body = False
+            if not self._paused_for_cycle:
+                self.transport.resume_reading()
+
+    def want_body(self, exchange: _Exchange) -> None:
+        """The app waits for body bytes: make sure they can arrive."""
+        if self.conn.they_are_waiting_for_100_continue and not exchange.response_started:
+            # RFC 9110 10.1.1: send 100 only once the app asks for the body.
+            self.transport.write(
+                self.conn.send(h11.InformationalResponse(status_code=100, headers=[]))
+            )
+        self.resume_for_body()
+
+    def close_when_idle(self) -> None:
+        self._close_when_done = True
+        if self.exchange is None:
+            self.transport.close()
+
+    def _arm_idle_timer(self) -> None:
+        if self._close_when_done:
+            self.transport.close()
+            return
+        self._timer = self.loop.call_later(self.settings.keepalive_timeout, self._idle_timeout)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _idle_timeout(self) -> None:
+        self._timer = None
+        if self.exchange is None:
+            self.transport.close()
+
+
+def _host_port(address: Any) -> tuple[str, int] | None:
+    if isinstance(address, tuple) and len(address) >= 2:
+        return (str(address[0]), int(address[1]))
+    return None

@@ -1,0 +1,295 @@
+"""One serving process: its event loop, its listeners, graceful drain and heartbeat.
+
+A worker is either forked by the arbiter (one per slot) or, with workers <= 1, the
+main process itself. It knows nothing of fork policy: it serves until told to stop.
+
+Stopping (TERM, or the arbiter is gone): accept what is already queued, stop accepting,
+let in-flight requests finish with `Connection: close`, close idle connections, and give
+up after `graceful_timeout`. Fast stop (INT, QUIT): close everything now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import faulthandler
+import functools
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from gunrunner import logs
+from gunrunner.apps.asgi import ASGIBridge, Lifespan, as_asgi3
+from gunrunner.apps.loader import detect_interface, import_app
+from gunrunner.apps.types import AppBridge
+from gunrunner.apps.wsgi import WSGIBridge
+from gunrunner.config import Options
+from gunrunner.errors import (
+    EXIT_ERROR,
+    EXIT_OK,
+    AppLoadError,
+    ConfigError,
+    GunrunnerError,
+)
+from gunrunner.net import describe
+from gunrunner.protocols.http11 import ConnectionSettings, HTTP11Protocol
+from gunrunner.slots import Heartbeat
+
+log = logging.getLogger(__name__)
+
+# Status pipe messages, worker -> arbiter.
+STATUS_READY = b"R"
+STATUS_ERROR = b"E"  # followed by the message and a NUL
+
+
+@dataclass(slots=True)
+class WorkerContext:
+    """What a worker needs from whoever started it."""
+
+    options: Options
+    sockets: list[socket.socket]
+    slot: int | None = None  # None: the main process serves (workers <= 1)
+    heartbeat: Heartbeat | None = None
+    status_fd: int | None = None
+    parent_pid: int | None = None
+    # Called once the worker's own signal handlers are installed (unblocks signals).
+    signals_ready: Callable[[], None] | None = None
+
+
+def new_event_loop(choice: str) -> asyncio.AbstractEventLoop:
+    if choice in ("auto", "uvloop"):
+        try:
+            import uvloop  # type: ignore[import-not-found,unused-ignore]
+        except ImportError:
+            if choice == "uvloop":
+                raise ConfigError(
+                    'loop = "uvloop" but uvloop is not installed; '
+                    "pip install 'gunrunner[fast]' or use loop = \"auto\"",
+                    key="loop",
+                ) from None
+        else:
+            return uvloop.new_event_loop()  # type: ignore[no-any-return]
+    return asyncio.new_event_loop()
+
+
+def load_app(options: Options) -> tuple[Any, str]:
+    """Import the app and settle its interface; AppLoadError on failure."""
+    if not options.app:
+        raise AppLoadError("no app given: pass module:attribute, or set app in the config file")
+    app = import_app(options.app, app_dir=options.app_dir, factory=options.factory)
+    interface = options.interface
+    if interface == "auto":
+        interface = detect_interface(app)
+    return app, interface
+
+
+class Worker:
+    def __init__(self, context: WorkerContext) -> None:
+        self.ctx = context
+        self.options = context.options
+        self._stop: asyncio.Future[str] | None = None
+        self._tick_handle: asyncio.TimerHandle | None = None
+
+    # -- entry points ---------------------------------------------------------------------
+    def run(self) -> int:
+        """Serve until stopped; raise AppLoadError or BootError when the app cannot start."""
+        app, interface = load_app(self.options)
+        loop = new_event_loop(self.options.loop)
+        asyncio.set_event_loop(loop)
+        try:
+            return loop.run_until_complete(self._serve(app, interface))
+        finally:
+            with contextlib.suppress(Exception):
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+            asyncio.set_event_loop(None)
+
+    def run_in_child(self) -> int:
+        """`run()` for a forked worker: errors go to the arbiter through the status pipe."""
+        try:
+            return self.run()
+        except GunrunnerError as exc:
+            self._report(STATUS_ERROR + str(exc).encode("utf-8", "replace") + b"\0")
+            return exc.exit_code
+        except BaseException:
+            log.exception("worker crashed")
+            return EXIT_ERROR
+
+    # -- serving --------------------------------------------------------------------------
+    async def _serve(self, app: Any, interface: str) -> int:
+        loop = asyncio.get_running_loop()
+        self._stop = loop.create_future()
+        self._install_signals(loop)
+        options = self.options
+        lifespan: Lifespan | None = None
+        bridge: AppBridge
+        if interface == "wsgi":
+            bridge = WSGIBridge(
+                app,
+                threads=options.threads,
+                root_path=options.root_path,
+                multiprocess=self.ctx.slot is not None,
+            )
+        else:
+            asgi_app = as_asgi3(app, interface)
+            state: dict[str, Any] | None = None
+            if options.lifespan != "off":
+                lifespan = Lifespan(asgi_app, options.lifespan)
+                await lifespan.startup()
+                if lifespan.supported:
+                    state = lifespan.state
+            bridge = ASGIBridge(asgi_app, root_path=options.root_path, state=state)
+        settings = ConnectionSettings(
+            bridge,
+            keepalive_timeout=options.keepalive_timeout,
+            max_incomplete_event_size=options.h11_max_incomplete_event_size,
+            server_header=options.server_header,
+        )
+        factory = functools.partial(HTTP11Protocol, settings)
+        servers = [
+            await loop.create_server(factory, sock=sock, backlog=options.backlog)
+            for sock in self.ctx.sockets
+        ]
+        self._tick()
+        self._report(STATUS_READY)
+        where = ", ".join(describe(s) for s in self.ctx.sockets)
+        log.info("serving %s app %s on %s", interface.upper(), options.app, where)
+        mode = await self._stop
+        if mode == "graceful":
+            await self._drain(loop, servers, settings, factory)
+        else:
+            for server in servers:
+                server.close()
+            for connection in list(settings.connections):
+                connection.transport.abort()
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+        if lifespan is not None:
+            await lifespan.shutdown(min(options.graceful_timeout, 10.0))
+        if isinstance(bridge, WSGIBridge):
+            bridge.shutdown()
+        elif isinstance(bridge, ASGIBridge) and bridge.tasks:
+            for task in list(bridge.tasks):
+                task.cancel()
+            await asyncio.gather(*bridge.tasks, return_exceptions=True)
+        log.info("stopped (%s)", mode)
+        return EXIT_OK
+
+    async def _drain(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        servers: list[asyncio.Server],
+        settings: ConnectionSettings,
+        factory: Callable[[], HTTP11Protocol],
+    ) -> None:
+        # Accept what the kernel already queued for us, then stop listening: a client
+        # that connected before the stop is served, not reset.
+        for sock in self.ctx.sockets:
+            _accept_queued(loop, sock, factory)
+        for server in servers:
+            server.close()
+        await asyncio.sleep(0)  # let the accepted connections' transports start
+        settings.drain()
+        deadline = time.monotonic() + self.options.graceful_timeout
+        while settings.connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if settings.connections:
+            log.warning(
+                "%d connection(s) still busy after graceful_timeout (%.1fs); closing them",
+                len(settings.connections),
+                self.options.graceful_timeout,
+            )
+            for connection in list(settings.connections):
+                connection.transport.abort()
+
+    # -- signals, heartbeat, status -------------------------------------------------------
+    def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.add_signal_handler(signal.SIGTERM, self.stop, "graceful")
+        loop.add_signal_handler(signal.SIGINT, self.stop, "fast")
+        loop.add_signal_handler(signal.SIGQUIT, self.stop, "fast")
+        loop.add_signal_handler(signal.SIGUSR1, self._reopen_logs)
+        if self.ctx.slot is None:
+            loop.add_signal_handler(signal.SIGHUP, self._hup_single)
+            for sig in (signal.SIGTTIN, signal.SIGTTOU):
+                loop.add_signal_handler(sig, self._scale_single)
+        else:
+            # Signals meant for the arbiter only: a worker ignores them.
+            for sig in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
+                signal.signal(sig, signal.SIG_IGN)
+        # SIGUSR2 dumps every thread's stack to the log: the arbiter sends it to a worker
+        # whose loop stopped beating before it kills it.
+        faulthandler.register(signal.SIGUSR2, file=logs.stream_fileno(), all_threads=True)
+        if self.ctx.signals_ready is not None:
+            self.ctx.signals_ready()
+
+    def stop(self, mode: str) -> None:
+        if self._stop is not None and not self._stop.done():
+            log.info("stopping (%s)", mode)
+            self._stop.set_result(mode)
+        elif mode == "fast" and self._stop is not None:
+            # A second INT during a graceful stop: give up waiting.
+            log.info("second stop signal: exiting now")
+            os._exit(EXIT_OK)
+
+    def _reopen_logs(self) -> None:
+        logs.reopen()
+        faulthandler.register(signal.SIGUSR2, file=logs.stream_fileno(), all_threads=True)
+        log.info("log files reopened")
+
+    def _hup_single(self) -> None:
+        log.warning("SIGHUP ignored: reloading needs worker processes (workers >= 2)")
+
+    def _scale_single(self) -> None:
+        log.warning("SIGTTIN/SIGTTOU ignored: scaling needs worker processes (workers >= 2)")
+
+    def _tick(self) -> None:
+        """Stamp the heartbeat from the loop itself, and stop if the arbiter is gone."""
+        if self.ctx.heartbeat is not None:
+            self.ctx.heartbeat.stamp()
+        parent = self.ctx.parent_pid
+        if parent is not None and os.getppid() != parent:
+            log.warning("arbiter (pid %d) is gone; stopping", parent)
+            self.stop("graceful")
+            return
+        timeout = self.options.timeout
+        interval = min(1.0, timeout / 4) if timeout > 0 else 1.0
+        self._tick_handle = asyncio.get_running_loop().call_later(interval, self._tick)
+
+    def _report(self, message: bytes) -> None:
+        if self.ctx.status_fd is None:
+            return
+        try:
+            os.write(self.ctx.status_fd, message)
+        except OSError:
+            pass
+
+
+def _accept_queued(
+    loop: asyncio.AbstractEventLoop, sock: socket.socket, factory: Callable[[], HTTP11Protocol]
+) -> None:
+    while True:
+        try:
+            conn, _ = sock.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            return
+        conn.setblocking(False)
+        loop.create_task(loop.connect_accepted_socket(factory, conn))
+
+
+def serve_single(options: Options, sockets: list[socket.socket]) -> int:
+    """workers <= 1: serve in this process. Raises AppLoadError/BootError."""
+    code = Worker(WorkerContext(options=options, sockets=sockets)).run()
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate()[1:]):
+        # A WSGI thread is stuck in the app; interpreter exit would wait for it forever.
+        log.warning("app threads still running at exit; exiting without waiting for them")
+        logging.shutdown()
+        os._exit(code)
+    return code
