@@ -1,0 +1,142 @@
+"""The option table: TOML, environment and CLI loading, precedence, and error messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gunrunner import config
+from gunrunner.cli import build_parser, cli_values
+from gunrunner.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "gunrunner.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def parse_cli(*argv: str) -> dict[str, object]:
+    return cli_values(build_parser().parse_args(list(argv)))
+
+
+def test_defaults_without_any_source() -> None:
+    """With no file, env or flag every option has its declared default."""
+    loaded = config.load({}, None, environ={})
+    assert loaded.options.workers == 1
+    assert loaded.options.bind == ("127.0.0.1:8000",)
+    assert set(loaded.sources.values()) == {"default"}
+
+
+def test_file_then_env_then_cli(tmp_path: Path) -> None:
+    """defaults < file < GUNRUNNER_* < command line, and sources say which won."""
+    path = write(tmp_path, 'workers = 2\nthreads = 3\nbind = "127.0.0.1:9000"\nlog_level = "debug"\n')
+    env = {"GUNRUNNER_WORKERS": "5", "GUNRUNNER_THREADS": "7"}
+    loaded = config.load(parse_cli("--threads", "9"), path, environ=env)
+    options = loaded.options
+    assert (options.workers, options.threads, options.log_level) == (5, 9, "debug")
+    assert options.bind == ("127.0.0.1:9000",)
+    assert loaded.sources["workers"] == "environment"
+    assert loaded.sources["threads"] == "command line"
+    assert loaded.sources["log_level"] == path
+    assert loaded.sources["backlog"] == "default"
+
+
+def test_config_file_from_environment(tmp_path: Path) -> None:
+    """GUNRUNNER_CONFIG names the file when --config is not given."""
+    path = write(tmp_path, "workers = 3\n")
+    loaded = config.load({}, None, environ={"GUNRUNNER_CONFIG": path})
+    assert loaded.options.workers == 3
+    assert loaded.config_file == path
+
+
+def test_unknown_key_names_file_and_closest_option(tmp_path: Path) -> None:
+    """A typo in the file is an error that names the key, the file and the fix."""
+    path = write(tmp_path, "worker = 4\n")
+    with pytest.raises(ConfigError) as info:
+        config.load({}, path, environ={})
+    assert str(info.value) == f'config error: {path}: unknown key "worker"; did you mean "workers"?'
+
+
+def test_wrong_type_names_key_and_expected(tmp_path: Path) -> None:
+    """A value of the wrong type says what was expected and what was found."""
+    path = write(tmp_path, 'workers = "four"\n')
+    with pytest.raises(ConfigError) as info:
+        config.load({}, path, environ={})
+    message = str(info.value)
+    assert path in message
+    assert 'key "workers"' in message
+    assert 'expected an integer or "auto" >= 0' in message
+    assert "'four' (string)" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("workers = -1\n", "expected an integer or \"auto\" >= 0, got -1"),
+        ("threads = 0\n", "expected an integer >= 1, got 0"),
+        ('interface = "cgi"\n', 'expected one of "auto", "wsgi", "asgi", "asgi2"'),
+        ("timeout = true\n", "expected a number >= 0, got True (boolean)"),
+        ("bind = []\n", "expected a string or a list of strings"),
+        ("factory = 1\n", "expected true or false"),
+        ("keepalive_timeout = nan\n", "expected a number >= 0"),
+    ],
+)
+def test_bad_values_in_file(tmp_path: Path, text: str, fragment: str) -> None:
+    """Every kind of option rejects a bad value with a clear expectation."""
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        config.load({}, path, environ={})
+    assert fragment in str(info.value)
+
+
+def test_invalid_toml_and_missing_file(tmp_path: Path) -> None:
+    """Unparseable and missing files are config errors naming the file."""
+    path = write(tmp_path, "workers = \n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        config.load({}, path, environ={})
+    with pytest.raises(ConfigError, match="does not exist"):
+        config.load({}, str(tmp_path / "nope.toml"), environ={})
+
+
+def test_workers_auto_and_bind_list(tmp_path: Path) -> None:
+    """workers takes "auto"; bind takes a string or a list."""
+    path = write(tmp_path, 'workers = "auto"\nbind = ["127.0.0.1:1", "unix:/tmp/x.sock"]\n')
+    options = config.load({}, path, environ={}).options
+    assert options.workers == "auto"
+    assert options.bind == ("127.0.0.1:1", "unix:/tmp/x.sock")
+
+
+def test_env_values_and_errors() -> None:
+    """Env vars are parsed like the CLI; an unknown GUNRUNNER_ variable is an error."""
+    env = {"GUNRUNNER_BIND": "127.0.0.1:1, 127.0.0.1:2", "GUNRUNNER_FACTORY": "yes"}
+    options = config.load({}, None, environ=env).options
+    assert options.bind == ("127.0.0.1:1", "127.0.0.1:2")
+    assert options.factory is True
+    with pytest.raises(ConfigError, match='GUNRUNNER_WORKERS: expected an integer or "auto"'):
+        config.load({}, None, environ={"GUNRUNNER_WORKERS": "many"})
+    with pytest.raises(ConfigError, match='did you mean "GUNRUNNER_WORKERS"'):
+        config.load({}, None, environ={"GUNRUNNER_WORKER": "2"})
+
+
+def test_cli_flags_from_table() -> None:
+    """Every option has its flag; short flags, repeated binds and --no- booleans work."""
+    values = parse_cli("app:x", "-w", "3", "-b", "127.0.0.1:1", "--bind", "[::1]:2", "--no-server-header")
+    assert values == {
+        "app": "app:x",
+        "workers": 3,
+        "bind": ("127.0.0.1:1", "[::1]:2"),
+        "server_header": False,
+    }
+    with pytest.raises(ConfigError, match="--workers: expected"):
+        parse_cli("--workers", "-2")
+
+
+def test_print_config_round_trips(tmp_path: Path) -> None:
+    """--print-config output is valid TOML that loads back to the same options."""
+    loaded = config.load(parse_cli("-w", "3", "--pidfile", "/tmp/p"), None, environ={})
+    text = config.render_toml(loaded)
+    assert "workers = 3  # command line" in text
+    path = write(tmp_path, text)
+    assert config.load({}, path, environ={}).options == loaded.options
