@@ -165,20 +165,11 @@ class _Cycle:
             status = message["status"]
             if not isinstance(status, int) or not 100 <= status <= 999:
                 raise RuntimeError(f"ASGI app sent an invalid status {status!r}")
-            self.headers = _checked_headers(message.get("headers", ()))
+            # h11 validates names and values when the head is sent.
+            self.headers = list(message.get("headers", ()))
             self.status = status
         else:
             raise RuntimeError(f"ASGI app sent unexpected message type {kind!r}")
-
-
-def _checked_headers(headers: Any) -> Headers:
-    checked: Headers = []
-    for item in headers:
-        name, value = item
-        if not isinstance(name, bytes) or not isinstance(value, bytes):
-            raise RuntimeError(f"ASGI app sent a header that is not a pair of bytes: {item!r}")
-        checked.append((name, value))
-    return checked
 
 
 class Lifespan:

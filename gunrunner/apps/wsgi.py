@@ -14,9 +14,11 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
+import queue
+import threading
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -153,6 +155,64 @@ class FileWrapper:
             yield block
 
 
+class ThreadPool:
+    """Threads that run WSGI calls, and a batched way back to the event loop.
+
+    Lighter than concurrent.futures (no Future per call), and finished calls are handed
+    back in batches: one loop wake-up (a self-pipe write) serves every call that
+    finished since the last one, instead of one write per request.
+    """
+
+    def __init__(self, threads: int, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._jobs: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._results: collections.deque[tuple[Callable[..., None], tuple[Any, ...]]] = (
+            collections.deque()
+        )
+        self._wakeup_scheduled = False
+        self._threads = [
+            threading.Thread(target=self._work, name=f"gunrunner-wsgi-{n}", daemon=True)
+            for n in range(threads)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+        self._jobs.put((fn, args))
+
+    def call_in_loop(self, fn: Callable[..., None], *args: Any) -> None:
+        """From a pool thread: run fn(*args) on the loop, in order, soon."""
+        self._results.append((fn, args))
+        if not self._wakeup_scheduled:
+            self._wakeup_scheduled = True
+            self.loop.call_soon_threadsafe(self._run_results)
+
+    def _run_results(self) -> None:
+        # Reset the flag before draining: a result appended after a thread saw the flag
+        # set is still drained by this call.
+        self._wakeup_scheduled = False
+        results = self._results
+        while results:
+            fn, args = results.popleft()
+            fn(*args)
+
+    def _work(self) -> None:
+        get = self._jobs.get
+        while True:
+            job = get()
+            if job is None:
+                return
+            fn, args = job
+            fn(*args)
+
+    def shutdown(self) -> None:
+        """Let idle threads exit; busy ones finish their call (they are daemons)."""
+        for _ in self._threads:
+            self._jobs.put(None)
+
+
 class WSGIBridge:
     """Runs a WSGI app for each Exchange, in a thread pool."""
 
@@ -162,7 +222,7 @@ class WSGIBridge:
         self.app = app
         self.root_path = root_path.rstrip("/")
         self.loop = asyncio.get_running_loop()
-        self.executor = ThreadPoolExecutor(threads, thread_name_prefix="gunrunner-wsgi")
+        self.pool = ThreadPool(threads, self.loop)
         self.errors = ErrorStream()
         self.base_environ: dict[str, Any] = {
             "SCRIPT_NAME": self.root_path,
@@ -176,10 +236,10 @@ class WSGIBridge:
         }
 
     def handle(self, exchange: Exchange) -> None:
-        self.executor.submit(self._run, exchange)
+        self.pool.submit(self._run, exchange)
 
     def shutdown(self) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.pool.shutdown()
 
     # -- in a pool thread -----------------------------------------------------------------
     def environ(self, exchange: Exchange) -> dict[str, Any]:
@@ -246,7 +306,7 @@ class WSGIBridge:
             log.exception(
                 "exception in WSGI app while serving %s %s", exchange.method, exchange.path
             )
-            self.loop.call_soon_threadsafe(_fail, exchange)
+            self.pool.call_in_loop(_fail, exchange)
             if not isinstance(exc, Exception):
                 raise
 
@@ -312,11 +372,11 @@ class _Response:
         self.bridge._call(send())
 
     def consume(self, result: Iterable[bytes]) -> None:
-        loop = self.bridge.loop
+        pool = self.bridge.pool
         if isinstance(result, (list, tuple)) and not self.head_sent:
             body = b"".join(result)
             self._check_started()
-            loop.call_soon_threadsafe(self._respond, body)
+            pool.call_in_loop(self._respond, body)
             return
         held: bytes | None = None
         for chunk in result:
@@ -327,11 +387,11 @@ class _Response:
             held = chunk
         if not self.head_sent:
             self._check_started()
-            loop.call_soon_threadsafe(self._respond, held or b"")
+            pool.call_in_loop(self._respond, held or b"")
             return
         if held is not None:
             self.write(held)
-        loop.call_soon_threadsafe(self.exchange.end)
+        pool.call_in_loop(self.exchange.end)
 
     def _check_started(self) -> None:
         if self.status is None:

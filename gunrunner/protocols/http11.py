@@ -38,6 +38,14 @@ log = logging.getLogger(__name__)
 BODY_HIGH_WATER = 256 * 1024
 
 _REASONS = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
+# What h11 raises for a response the app got wrong (bad header, wrong Content-Length).
+_BAD_RESPONSE = (h11.LocalProtocolError, TypeError, ValueError)
+_ERROR_BODY = b"Internal Server Error\n"
+_ERROR_HEADERS = [
+    (b"content-type", b"text/plain; charset=utf-8"),
+    (b"content-length", b"%d" % len(_ERROR_BODY)),
+    (b"connection", b"close"),
+]
 _HAS_NO_BODY = frozenset({204, 304})
 
 _date_second = 0
@@ -202,8 +210,8 @@ class _Exchange:
                 data = head + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage())
             else:
                 data = head + conn.send(h11.EndOfMessage())
-        except h11.LocalProtocolError as exc:
-            proto.app_error(self, exc)
+        except _BAD_RESPONSE as exc:
+            proto.app_error(self, exc, status)
             return
         proto.transport.write(data)
         self._complete()
@@ -216,9 +224,9 @@ class _Exchange:
             self._pending_head = self.proto.conn.send(
                 self.proto.response(self, status, headers, None)
             )
-        except h11.LocalProtocolError as exc:
-            self.proto.app_error(self, exc)
-            raise ClientDisconnected(f"response rejected: {exc}") from None
+        except _BAD_RESPONSE as exc:
+            self.proto.app_error(self, exc, status)
+            raise RuntimeError(f"invalid response: {exc}") from None
 
     async def write(self, data: bytes) -> None:
         if self.disconnected:
@@ -227,9 +235,9 @@ class _Exchange:
         if self.method != "HEAD":
             try:
                 out = proto.conn.send(h11.Data(data=data))
-            except h11.LocalProtocolError as exc:
-                proto.app_error(self, exc)
-                raise ClientDisconnected(f"response rejected: {exc}") from None
+            except _BAD_RESPONSE as exc:
+                proto.app_error(self, exc, None)
+                raise RuntimeError(f"invalid response: {exc}") from None
             if self._pending_head:
                 out = self._pending_head + out
                 self._pending_head = b""
@@ -243,8 +251,8 @@ class _Exchange:
         proto = self.proto
         try:
             out = proto.conn.send(h11.EndOfMessage())
-        except h11.LocalProtocolError as exc:
-            proto.app_error(self, exc)
+        except _BAD_RESPONSE as exc:
+            proto.app_error(self, exc, None)
             return
         proto.transport.write(self._pending_head + out)
         self._pending_head = b""
@@ -324,7 +332,8 @@ class HTTP11Protocol(asyncio.Protocol):
         # The idle timer keeps running until a whole request head has arrived, so a
         # client that trickles bytes cannot hold the connection past it.
         self.conn.receive_data(data)
-        self._handle_events()
+        if not self._paused_for_cycle:
+            self._handle_events()
 
     def eof_received(self) -> bool:
         self.conn.receive_data(b"")
@@ -438,8 +447,21 @@ class HTTP11Protocol(asyncio.Protocol):
             status_code=status, headers=headers + extra, reason=_REASONS.get(status, b"")
         )
 
-    def app_error(self, exchange: _Exchange, exc: h11.LocalProtocolError) -> None:
-        """The app's response broke HTTP (bad header, wrong Content-Length): close."""
+    def app_error(self, exchange: _Exchange, exc: Exception, status: int | None) -> None:
+        """The app's response broke HTTP (bad header, wrong Content-Length).
+
+        If nothing went out yet the client gets a 500; otherwise the connection closes,
+        so that a short or overlong body is never taken for a complete one.
+        """
+        if self.conn.our_state is h11.SEND_RESPONSE and status != 500:
+            log.error(
+                "invalid response from the app to %s %s: %s; answering 500",
+                exchange.method,
+                exchange.path,
+                exc,
+            )
+            exchange.respond(500, list(_ERROR_HEADERS), _ERROR_BODY)
+            return
         log.error(
             "invalid response from the app to %s %s: %s; connection closed",
             exchange.method,
@@ -456,11 +478,11 @@ class HTTP11Protocol(asyncio.Protocol):
         conn.start_next_cycle()
         self.exchange = None
         if self._paused_for_cycle:
+            # A pipelined request is buffered in h11: serve it now.
             self._paused_for_cycle = False
             if not self._paused_for_body:
                 self.transport.resume_reading()
-        # A pipelined request may already be buffered in h11.
-        self._handle_events()
+            self._handle_events()
         if self.exchange is None:
             self._arm_idle_timer()
 
