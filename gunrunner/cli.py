@@ -15,7 +15,7 @@ from gunrunner._cpus import resolve_workers
 from gunrunner.arbiter import Arbiter
 from gunrunner.errors import EXIT_OK, ConfigError, GunrunnerError
 from gunrunner.net import Listeners
-from gunrunner.worker import serve_single
+from gunrunner.worker import load_app, serve_single
 
 log = logging.getLogger("gunrunner.main")
 
@@ -108,9 +108,11 @@ def run(argv: Sequence[str] | None = None) -> int:
     )
     if namespace.check_config:
         listeners.close_all()
-        if not options.app:
-            raise ConfigError("no app given: pass module:attribute, or set app in the config file")
-        print(f"configuration ok: {workers} worker(s), binds {', '.join(options.bind)}")
+        app_note = "no app set (give it on the command line)"
+        if options.app:
+            _, interface = load_app(options)
+            app_note = f"app {options.app} imports as {interface.upper()}"
+        print(f"configuration ok: {workers} worker(s), binds {', '.join(options.bind)}; {app_note}")
         return EXIT_OK
     if not options.app:
         listeners.close_all()

@@ -132,7 +132,12 @@ STR_LIST = Kind(
     _list_from_toml,
     lambda v: "[" + ", ".join(_toml_str(s) for s in v) + "]",
 )
-WORKERS = Kind('an integer or "auto"', _workers_from_text, _workers_from_toml, str)
+WORKERS = Kind(
+    'an integer or "auto"',
+    _workers_from_text,
+    _workers_from_toml,
+    lambda v: _toml_str(v) if isinstance(v, str) else str(v),
+)
 OPTIONAL_STR = _optional(STR)
 
 
@@ -186,10 +191,12 @@ class Options:
         "uses the CPUs this process may really use (affinity and cgroup quota).",
     )
     threads: int = option(
-        4,
+        8,
         kind=INT,
         minimum=1,
-        help="Threads per worker that run WSGI apps (ASGI apps run on the event loop).",
+        help="Threads per worker that run WSGI apps (ASGI apps run on the event loop). "
+        "A WSGI app blocked on I/O holds one; 8 keeps hello-world speed and serves 8 "
+        "blocking calls at once (see README, Performance).",
     )
     interface: str = option(
         "auto",
