@@ -29,7 +29,9 @@ def children_of(pid: int) -> list[int]:
     try:
         for tid in os.listdir(f"/proc/{pid}/task"):
             with contextlib.suppress(OSError):
-                found += [int(c) for c in Path(f"/proc/{pid}/task/{tid}/children").read_text().split()]
+                found += [
+                    int(c) for c in Path(f"/proc/{pid}/task/{tid}/children").read_text().split()
+                ]
     except OSError:
         pass
     return found
@@ -195,7 +197,9 @@ def running(*args: str, **kwargs: object) -> Iterator[Server]:
             server.log_path.unlink()
 
 
-def http_get(url: str, path: str = "/", timeout: float = 10.0, headers: dict[str, str] | None = None):
+def http_get(
+    url: str, path: str = "/", timeout: float = 10.0, headers: dict[str, str] | None = None
+):
     """A GET with httpx; returns the response."""
     import httpx
 

@@ -25,7 +25,13 @@ async def asgi_pid(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["path"] == "/sleep":
         await asyncio.sleep(float(scope["query_string"] or b"1"))
     body = str(os.getpid()).encode()
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/plain")],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -58,5 +64,11 @@ async def asgi_echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
     shown["asgi"] = scope["asgi"]
     shown["body"] = body.decode("latin-1")
     out = json.dumps(shown).encode()
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
     await send({"type": "http.response.body", "body": out})

@@ -10,7 +10,9 @@ from pathlib import Path
 from tests.helpers import REPO, http_get, running
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
     """Run `python -m gunrunner ARGS` to completion."""
     import os
 
@@ -24,6 +26,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 30) 
         text=True,
         timeout=timeout,
         stdin=subprocess.DEVNULL,
+        check=False,
     )
 
 
@@ -35,7 +38,9 @@ def test_workers_from_file_env_and_cli(tmp_path: Path) -> None:
         assert len(server.workers()) == 2
     with running("--config", str(conf), env={"GUNRUNNER_WORKERS": "3"}, ready=3) as server:
         assert len(server.workers()) == 3
-    with running("--config", str(conf), "--workers", "1", env={"GUNRUNNER_WORKERS": "3"}, ready=1) as server:
+    with running(
+        "--config", str(conf), "--workers", "1", env={"GUNRUNNER_WORKERS": "3"}, ready=1
+    ) as server:
         assert server.workers() == []
         assert http_get(server.url).text == str(server.pid)
 
@@ -44,7 +49,9 @@ def test_print_config_shows_sources(tmp_path: Path) -> None:
     """--print-config prints TOML with the source of each value."""
     conf = tmp_path / "g.toml"
     conf.write_text("workers = 2\n")
-    result = run_cli("--config", str(conf), "--print-config", "--threads", "3", env={"GUNRUNNER_BACKLOG": "64"})
+    result = run_cli(
+        "--config", str(conf), "--print-config", "--threads", "3", env={"GUNRUNNER_BACKLOG": "64"}
+    )
     assert result.returncode == 0, result.stderr
     assert f"workers = 2  # {conf}" in result.stdout
     assert "threads = 3  # command line" in result.stdout
@@ -69,7 +76,8 @@ def test_unknown_key_in_file(tmp_path: Path) -> None:
     result = run_cli("examples.hello_wsgi:application", "--config", str(conf))
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        f'gunrunner: config error: {conf}: unknown key "keepalive"; did you mean "keepalive_timeout"?'
+        f"gunrunner: config error: {conf}: "
+        'unknown key "keepalive"; did you mean "keepalive_timeout"?'
     )
 
 
@@ -79,7 +87,7 @@ def test_wrong_type_in_file(tmp_path: Path) -> None:
     conf.write_text('threads = "many"\n')
     result = run_cli("examples.hello_wsgi:application", "--config", str(conf))
     assert result.returncode == 2
-    assert 'key "threads": expected an integer >= 1, got \'many\' (string)' in result.stderr
+    assert "key \"threads\": expected an integer >= 1, got 'many' (string)" in result.stderr
 
 
 def test_negative_workers_on_cli() -> None:
@@ -109,7 +117,9 @@ def test_port_in_use() -> None:
         other.bind(("127.0.0.1", 0))
         other.listen()
         port = other.getsockname()[1]
-        result = run_cli("examples.hello_wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers", "4")
+        result = run_cli(
+            "examples.hello_wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers", "4"
+        )
     assert result.returncode == 1
     assert f"cannot bind 127.0.0.1:{port}: address already in use" in result.stderr
     assert "started worker" not in result.stderr

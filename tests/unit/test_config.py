@@ -31,7 +31,9 @@ def test_defaults_without_any_source() -> None:
 
 def test_file_then_env_then_cli(tmp_path: Path) -> None:
     """defaults < file < GUNRUNNER_* < command line, and sources say which won."""
-    path = write(tmp_path, 'workers = 2\nthreads = 3\nbind = "127.0.0.1:9000"\nlog_level = "debug"\n')
+    path = write(
+        tmp_path, 'workers = 2\nthreads = 3\nbind = "127.0.0.1:9000"\nlog_level = "debug"\n'
+    )
     env = {"GUNRUNNER_WORKERS": "5", "GUNRUNNER_THREADS": "7"}
     loaded = config.load(parse_cli("--threads", "9"), path, environ=env)
     options = loaded.options
@@ -74,7 +76,7 @@ def test_wrong_type_names_key_and_expected(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [
-        ("workers = -1\n", "expected an integer or \"auto\" >= 0, got -1"),
+        ("workers = -1\n", 'expected an integer or "auto" >= 0, got -1'),
         ("threads = 0\n", "expected an integer >= 1, got 0"),
         ('interface = "cgi"\n', 'expected one of "auto", "wsgi", "asgi", "asgi2"'),
         ("timeout = true\n", "expected a number >= 0, got True (boolean)"),
@@ -122,7 +124,9 @@ def test_env_values_and_errors() -> None:
 
 def test_cli_flags_from_table() -> None:
     """Every option has its flag; short flags, repeated binds and --no- booleans work."""
-    values = parse_cli("app:x", "-w", "3", "-b", "127.0.0.1:1", "--bind", "[::1]:2", "--no-server-header")
+    values = parse_cli(
+        "app:x", "-w", "3", "-b", "127.0.0.1:1", "--bind", "[::1]:2", "--no-server-header"
+    )
     assert values == {
         "app": "app:x",
         "workers": 3,

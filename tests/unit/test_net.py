@@ -54,7 +54,7 @@ def test_parse_errors(text: str, fragment: str) -> None:
 
 def test_resolve_unknown_host() -> None:
     """A name that does not resolve is one clear error."""
-    with pytest.raises(BindError, match="cannot resolve host 'no-such-host.invalid'"):
+    with pytest.raises(BindError, match=r"cannot resolve host 'no-such-host\.invalid'"):
         net.resolve(net.parse_bind("no-such-host.invalid:80"))
 
 
@@ -68,7 +68,9 @@ def test_port_in_use_is_detected() -> None:
         with pytest.raises(BindError, match="address already in use"):
             net.Listeners((f"127.0.0.1:{port}",), backlog=8, reuse_port=True, shared_bind=False)
         # shared_bind joins the other listener's SO_REUSEPORT group instead.
-        listeners = net.Listeners((f"127.0.0.1:{port}",), backlog=8, reuse_port=True, shared_bind=True)
+        listeners = net.Listeners(
+            (f"127.0.0.1:{port}",), backlog=8, reuse_port=True, shared_bind=True
+        )
         listeners.close_all()
 
 
