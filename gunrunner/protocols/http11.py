@@ -301,6 +301,7 @@ class HTTP11Protocol(asyncio.Protocol):
         self.write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._close_when_done = False
+        self._served = 0  # responses completed on this connection
 
     # -- asyncio callbacks ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -477,6 +478,7 @@ class HTTP11Protocol(asyncio.Protocol):
             return
         conn.start_next_cycle()
         self.exchange = None
+        self._served += 1
         if self._paused_for_cycle:
             # A pipelined request is buffered in h11: serve it now.
             self._paused_for_cycle = False
@@ -508,12 +510,18 @@ class HTTP11Protocol(asyncio.Protocol):
         self.resume_for_body()
 
     def close_when_idle(self) -> None:
+        """Close after the current response; now if the connection is idle between requests.
+
+        A connection that has not completed its first request (fresh, or with part of a
+        request head received) is left to send it: its client has done nothing wrong,
+        and closing it would lose a request. Its idle timer still bounds the wait.
+        """
         self._close_when_done = True
-        if self.exchange is None:
+        if self.exchange is None and self._served and not self.conn.trailing_data[0]:
             self.transport.close()
 
     def _arm_idle_timer(self) -> None:
-        if self._close_when_done:
+        if self._close_when_done and self._served:
             self.transport.close()
             return
         self._timer = self.loop.call_later(self.settings.keepalive_timeout, self._idle_timeout)
