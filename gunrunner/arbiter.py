@@ -321,6 +321,9 @@ class Arbiter:
             os.close(status_r)
             os.close(status_w)
             heartbeat.close()
+            # Nobody would accept from this slot's sockets: close them, so that the
+            # kernel sends new clients to the workers that run. Reopened on retry.
+            self.listeners.close_slot(slot.index)
             self._fork_failed(slot, exc)
             return False
         if pid == 0:  # pragma: no cover - runs in the child, measured by integration tests

@@ -18,7 +18,6 @@ import logging
 import os
 import signal
 import socket
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -94,6 +93,7 @@ class Worker:
         self.ctx = context
         self.options = context.options
         self._stop: asyncio.Future[str] | None = None
+        self._give_up = asyncio.Event()
         self._tick_handle: asyncio.TimerHandle | None = None
 
     # -- entry points ---------------------------------------------------------------------
@@ -198,15 +198,17 @@ class Worker:
         settings.drain()
         deadline = time.monotonic() + self.options.graceful_timeout
         while settings.connections and time.monotonic() < deadline:
+            if self._give_up.is_set():
+                break
             await asyncio.sleep(0.05)
-        if settings.connections:
+        if settings.connections and not self._give_up.is_set():
             log.warning(
                 "%d connection(s) still busy after graceful_timeout (%.1fs); closing them",
                 len(settings.connections),
                 self.options.graceful_timeout,
             )
-            for connection in list(settings.connections):
-                connection.transport.abort()
+        for connection in list(settings.connections):
+            connection.transport.abort()
 
     # -- signals, heartbeat, status -------------------------------------------------------
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -232,10 +234,10 @@ class Worker:
         if self._stop is not None and not self._stop.done():
             log.info("stopping (%s)", mode)
             self._stop.set_result(mode)
-        elif mode == "fast" and self._stop is not None:
-            # A second INT during a graceful stop: give up waiting.
-            log.info("second stop signal: exiting now")
-            os._exit(EXIT_OK)
+        elif mode == "fast" and not self._give_up.is_set():
+            # INT or QUIT during a graceful stop: stop waiting for busy connections.
+            log.info("fast stop requested during the graceful stop: closing connections now")
+            self._give_up.set()
 
     def _reopen_logs(self) -> None:
         logs.reopen()
@@ -285,11 +287,8 @@ def _accept_queued(
 
 
 def serve_single(options: Options, sockets: list[socket.socket]) -> int:
-    """workers <= 1: serve in this process. Raises AppLoadError/BootError."""
-    code = Worker(WorkerContext(options=options, sockets=sockets)).run()
-    if any(t.is_alive() and not t.daemon for t in threading.enumerate()[1:]):
-        # A WSGI thread is stuck in the app; interpreter exit would wait for it forever.
-        log.warning("app threads still running at exit; exiting without waiting for them")
-        logging.shutdown()
-        os._exit(code)
-    return code
+    """workers <= 1: serve in this process. Raises AppLoadError/BootError.
+
+    WSGI pool threads are daemons: one stuck in the app does not hold up the exit.
+    """
+    return Worker(WorkerContext(options=options, sockets=sockets)).run()

@@ -51,7 +51,17 @@ def import_app(target: str, *, app_dir: str = ".", factory: bool = False) -> Any
 
 def _import_failure(module_name: str) -> str:
     # The traceback minus the importlib frames: the operator needs their file and line.
-    tb = traceback.format_exc().rstrip()
+    exc = sys.exc_info()[1]
+    assert exc is not None
+    frames = [
+        frame
+        for frame in traceback.extract_tb(exc.__traceback__)
+        if not frame.filename.startswith("<frozen importlib")
+        and not frame.filename.endswith(("importlib/__init__.py", "gunrunner/apps/loader.py"))
+    ]
+    lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames)]
+    lines += traceback.format_exception_only(type(exc), exc)
+    tb = "".join(lines).rstrip()
     return f'error while importing "{module_name}":\n{tb}'
 
 

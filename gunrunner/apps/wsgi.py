@@ -248,8 +248,9 @@ class WSGIBridge:
         if b"%" in path:
             path = unquote_to_bytes(path)
         path_info = path.decode("latin-1")
-        if self.root_path and path_info.startswith(self.root_path):
-            path_info = path_info[len(self.root_path) :]
+        root = self.root_path
+        if root and (path_info == root or path_info.startswith(root + "/")):
+            path_info = path_info[len(root) :]
         server = exchange.server or ("", 0)
         client = exchange.client
         environ["REQUEST_METHOD"] = exchange.method

@@ -269,6 +269,14 @@ class _Exchange:
         self.proto.response_complete(self)
 
 
+def _head_size(exchange: _Exchange) -> int:
+    """Bytes of the request head, give or take optional whitespace."""
+    size = len(exchange.method) + len(exchange.raw_path) + len(exchange.query_string) + 14
+    for name, value in exchange.headers:
+        size += len(name) + len(value) + 4
+    return size
+
+
 def _origin_form(target: bytes) -> bytes:
     """The path and query of an absolute-form target (http://host/path?q)."""
     scheme_end = target.find(b"://")
@@ -337,10 +345,10 @@ class HTTP11Protocol(asyncio.Protocol):
             self._handle_events()
 
     def eof_received(self) -> bool:
-        self.conn.receive_data(b"")
-        self._handle_events()
-        # Keep the write side open while a response is still to be sent.
-        return self.exchange is not None and not self.exchange.finished
+        # A client that closes its side has gone away (nginx logs it as 499): returning
+        # False lets asyncio close the transport, and connection_lost tells the app
+        # (ASGI http.disconnect, WSGI write errors) at once rather than at its next write.
+        return False
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -371,7 +379,15 @@ class HTTP11Protocol(asyncio.Protocol):
                 self.exchange.feed(event.data)  # type: ignore[union-attr]
             elif kind is h11.Request:
                 self._cancel_timer()
-                self.exchange = self._dispatch = _Exchange(self, event)  # type: ignore[arg-type]
+                exchange = _Exchange(self, event)  # type: ignore[arg-type]
+                if _head_size(exchange) > self.settings.max_incomplete_event_size:
+                    # h11 checks the limit only while a head is incomplete; a head that
+                    # arrived whole in one read is measured here.
+                    self._protocol_error(
+                        h11.RemoteProtocolError("request header block too large", 431)
+                    )
+                    return
+                self.exchange = self._dispatch = exchange
             elif kind is h11.EndOfMessage:
                 self.exchange.feed_end()  # type: ignore[union-attr]
             elif event is h11.NEED_DATA:
@@ -382,20 +398,11 @@ class HTTP11Protocol(asyncio.Protocol):
                 self.transport.pause_reading()
                 break
             elif kind is h11.ConnectionClosed:
-                self._peer_closed()
+                self.transport.close()
                 break
         if self._dispatch is not None:
             exchange, self._dispatch = self._dispatch, None
             self.settings.bridge.handle(exchange)
-
-    def _peer_closed(self) -> None:
-        exchange = self.exchange
-        if exchange is None or exchange.finished:
-            self.transport.close()
-        elif not exchange.body_complete:
-            # The client closed before sending the whole body: the request cannot complete.
-            exchange.lost()
-            self.transport.close()
 
     def _protocol_error(self, exc: h11.RemoteProtocolError) -> None:
         status = exc.error_status_hint
@@ -505,7 +512,9 @@ class HTTP11Protocol(asyncio.Protocol):
         if self.conn.they_are_waiting_for_100_continue and not exchange.response_started:
             # RFC 9110 10.1.1: send 100 only once the app asks for the body.
             self.transport.write(
-                self.conn.send(h11.InformationalResponse(status_code=100, headers=[]))
+                self.conn.send(
+                    h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
+                )
             )
         self.resume_for_body()
 

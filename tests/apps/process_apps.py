@@ -1,0 +1,53 @@
+"""Apps for the process-model tests (module path: tests.apps.process_apps)."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+
+async def _answer_pid(send: Any) -> None:
+    body = str(os.getpid()).encode()
+    headers = [(b"content-type", b"text/plain")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _lifespan_ok(receive: Any, send: Any) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def blocking(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Answers with the pid; /block stalls the event loop for 30 s (a stuck worker)."""
+    if scope["type"] == "lifespan":
+        await _lifespan_ok(receive, send)
+        return
+    if scope["path"] == "/block":
+        time.sleep(30)  # blocks the whole loop: no heartbeat while this runs
+    await _answer_pid(send)
+
+
+async def startup_fails(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Reports lifespan startup failure with a message."""
+    if scope["type"] == "lifespan":
+        message = await receive()
+        assert message["type"] == "lifespan.startup"
+        failed = {"type": "lifespan.startup.failed", "message": "database unreachable at db:5432"}
+        await send(failed)
+        return
+    await _answer_pid(send)
+
+
+async def startup_raises(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Raises during lifespan startup (fatal with --lifespan on)."""
+    if scope["type"] == "lifespan":
+        await receive()
+        raise RuntimeError("lifespan exploded while warming the cache")
+    await _answer_pid(send)
