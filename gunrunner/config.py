@@ -273,6 +273,37 @@ class Options:
         help="Bytes of an unfinished request head (request line and headers) buffered "
         "before the request is refused with 431.",
     )
+    ws_max_message_size: int = option(
+        16 * 1024 * 1024,
+        kind=INT,
+        minimum=1,
+        help="Largest WebSocket message in bytes (characters for text); a bigger one "
+        "closes the connection with 1009.",
+    )
+    ws_max_queue: int = option(
+        32,
+        kind=INT,
+        minimum=1,
+        help="WebSocket messages received but not yet read by the app; past it the "
+        "server stops reading from that client.",
+    )
+    ws_ping_interval: float = option(
+        20.0,
+        kind=FLOAT,
+        minimum=0,
+        help="Seconds between keepalive pings on an idle WebSocket; 0 disables them.",
+    )
+    ws_ping_timeout: float = option(
+        20.0,
+        kind=FLOAT,
+        minimum=0,
+        help="Seconds a WebSocket peer has to answer a ping before it is closed with 1011.",
+    )
+    ws_per_message_deflate: bool = option(
+        True,
+        kind=BOOL,
+        help="Offer the permessage-deflate WebSocket extension (compression).",
+    )
     root_path: str = option(
         "",
         kind=STR,

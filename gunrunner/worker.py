@@ -38,6 +38,7 @@ from gunrunner.errors import (
 )
 from gunrunner.net import describe
 from gunrunner.protocols.http11 import ConnectionSettings, HTTP11Protocol
+from gunrunner.protocols.websocket import WebSocketSettings
 from gunrunner.slots import Heartbeat
 
 log = logging.getLogger(__name__)
@@ -150,6 +151,13 @@ class Worker:
             keepalive_timeout=options.keepalive_timeout,
             max_incomplete_event_size=options.h11_max_incomplete_event_size,
             server_header=options.server_header,
+            websocket=WebSocketSettings(
+                max_message_size=options.ws_max_message_size,
+                max_queue=options.ws_max_queue,
+                ping_interval=options.ws_ping_interval,
+                ping_timeout=options.ws_ping_timeout,
+                per_message_deflate=options.ws_per_message_deflate,
+            ),
         )
         factory = functools.partial(HTTP11Protocol, settings)
         servers = [

@@ -15,7 +15,16 @@ import asyncio
 import logging
 from typing import Any
 
-from gunrunner.apps.types import ASGI3App, ClientDisconnected, Exchange, Headers, Message, Scope
+from gunrunner.apps.types import (
+    ASGI3App,
+    ClientDisconnected,
+    Exchange,
+    Headers,
+    Message,
+    Scope,
+    WebSocketClosed,
+    WebSocketSession,
+)
 from gunrunner.errors import BootError
 
 log = logging.getLogger(__name__)
@@ -70,6 +79,28 @@ class ASGIBridge:
         if self.state is not None:
             scope["state"] = self.state.copy()
         task = self.loop.create_task(_Cycle(self.app, scope, exchange).run())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def handle_websocket(self, session: WebSocketSession) -> None:
+        scope: dict[str, Any] = {
+            "type": "websocket",
+            "asgi": ASGI_VERSION,
+            "http_version": session.http_version,
+            "scheme": session.scheme,
+            "path": session.path,
+            "raw_path": session.raw_path,
+            "query_string": session.query_string,
+            "root_path": self.root_path,
+            "headers": session.headers,
+            "client": session.client,
+            "server": session.server,
+            "subprotocols": session.subprotocols,
+            "extensions": {"websocket.http.response": {}},
+        }
+        if self.state is not None:
+            scope["state"] = self.state.copy()
+        task = self.loop.create_task(_WebSocketCycle(self.app, scope, session).run())
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -170,6 +201,99 @@ class _Cycle:
             self.status = status
         else:
             raise RuntimeError(f"ASGI app sent unexpected message type {kind!r}")
+
+
+class _WebSocketCycle:
+    """receive() and send() for one WebSocket (ASGI websocket scope)."""
+
+    def __init__(self, app: ASGI3App, scope: Scope, session: WebSocketSession) -> None:
+        self.app = app
+        self.scope = scope
+        self.session = session
+        self.connect_sent = False
+        self.accepted = False
+        self.closed = False
+        self.response_status: int | None = None
+        self.response_headers: Headers = []
+        self.response_done = False
+
+    async def run(self) -> None:
+        try:
+            await self.app(self.scope, self.receive, self.send)
+        except BaseException as exc:
+            if isinstance(exc, asyncio.CancelledError):
+                self.session.close(1001, "server shutting down")
+                raise
+            if isinstance(exc, WebSocketClosed):
+                return
+            log.exception("exception in ASGI app while serving WebSocket %s", self.scope["path"])
+            if self.accepted:
+                self.session.close(1011, "internal error")
+            elif self.response_status is None:
+                body = b"Internal Server Error\n"
+                self.session.reject(500, [(b"content-length", b"%d" % len(body))], body, False)
+            elif not self.response_done:
+                self.session.reject(self.response_status, [], b"", False)
+            return
+        if self.response_status is not None and not self.response_done:
+            log.error("ASGI app returned before finishing its WebSocket denial response")
+            self.session.reject(self.response_status, [], b"", False)
+        elif not self.accepted and self.response_status is None:
+            self.session.close(1000, "")  # before accept: a 403
+        elif self.accepted and not self.closed:
+            self.closed = True
+            self.session.close(1000, "")
+
+    async def receive(self) -> Message:
+        if not self.connect_sent:
+            self.connect_sent = True
+            return {"type": "websocket.connect"}
+        try:
+            data = await self.session.receive()
+        except WebSocketClosed as closed:
+            self.closed = True
+            return {"type": "websocket.disconnect", "code": closed.code, "reason": closed.reason}
+        if isinstance(data, str):
+            return {"type": "websocket.receive", "text": data}
+        return {"type": "websocket.receive", "bytes": data}
+
+    async def send(self, message: Message) -> None:
+        kind = message["type"]
+        session = self.session
+        if kind == "websocket.send":
+            text = message.get("text")
+            data = text if text is not None else message.get("bytes")
+            if data is None:
+                raise RuntimeError("websocket.send needs text or bytes")
+            if not self.accepted:
+                raise RuntimeError("ASGI app sent websocket.send before websocket.accept")
+            await session.send(data)
+        elif kind == "websocket.accept":
+            if self.accepted or self.response_status is not None:
+                raise RuntimeError("ASGI app sent websocket.accept twice or after a response")
+            self.accepted = True
+            session.accept(message.get("subprotocol"), list(message.get("headers", ())))
+        elif kind == "websocket.close":
+            if self.closed:
+                return
+            self.closed = True
+            session.close(int(message.get("code", 1000)), message.get("reason") or "")
+        elif kind == "websocket.http.response.start":
+            if self.accepted or self.response_status is not None:
+                raise RuntimeError("websocket.http.response.start after accept or twice")
+            self.response_status = int(message["status"])
+            self.response_headers = list(message.get("headers", ()))
+        elif kind == "websocket.http.response.body":
+            if self.response_status is None or self.response_done:
+                raise RuntimeError("websocket.http.response.body without a response start")
+            more = bool(message.get("more_body", False))
+            session.reject(
+                self.response_status, self.response_headers, message.get("body", b""), more
+            )
+            self.response_headers = []
+            self.response_done = not more
+        else:
+            raise RuntimeError(f"ASGI app sent unexpected WebSocket message type {kind!r}")
 
 
 class Lifespan:

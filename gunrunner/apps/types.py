@@ -78,3 +78,50 @@ class AppBridge(Protocol):
     """Runs the app for each Exchange a driver hands it."""
 
     def handle(self, exchange: Exchange) -> None: ...
+
+
+class WebSocketClosed(OSError):
+    """The WebSocket is closed; `code` and `reason` say how (1006: no close frame)."""
+
+    def __init__(self, code: int, reason: str = "") -> None:
+        super().__init__(f"WebSocket closed with code {code}")
+        self.code = code
+        self.reason = reason
+
+
+class WebSocketSession(Protocol):
+    """One WebSocket connection, as the websocket driver presents it to a bridge.
+
+    Request fields are those of the upgrade request. Methods run on the event loop.
+    """
+
+    path: str
+    raw_path: bytes
+    query_string: bytes
+    http_version: str
+    headers: Headers
+    scheme: str  # "ws" or "wss"
+    client: tuple[str, int] | None
+    server: tuple[str, int] | None
+    subprotocols: list[str]
+
+    def accept(self, subprotocol: str | None, headers: Headers) -> None:
+        """Complete the handshake (101)."""
+
+    def reject(self, status: int, headers: Headers, body: bytes, more: bool) -> None:
+        """Deny the handshake with an HTTP response; call again with more body parts."""
+
+    async def receive(self) -> str | bytes:
+        """The next whole message; raises WebSocketClosed once the connection is closed."""
+
+    async def send(self, data: str | bytes) -> None:
+        """Send a message; waits while the client is not reading."""
+
+    def close(self, code: int, reason: str) -> None:
+        """Start the closing handshake (before accept: deny with 403)."""
+
+
+class WebSocketBridge(Protocol):
+    """An app bridge that can serve WebSockets (ASGI)."""
+
+    def handle_websocket(self, session: WebSocketSession) -> None: ...

@@ -31,6 +31,7 @@ from urllib.parse import unquote
 import h11
 
 from gunrunner.apps.types import AppBridge, ClientDisconnected, Headers
+from gunrunner.protocols.websocket import WebSocketProtocol, WebSocketSettings
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +74,16 @@ class ConnectionSettings:
         max_incomplete_event_size: int,
         server_header: bool,
         scheme: str = "http",
+        websocket: WebSocketSettings | None = None,
     ) -> None:
         self.bridge = bridge
+        self.websocket = websocket
         self.keepalive_timeout = keepalive_timeout
         self.max_incomplete_event_size = max_incomplete_event_size
         self.server_header = b"gunrunner" if server_header else None
         self.scheme = scheme
-        self.connections: set[HTTP11Protocol] = set()
+        # HTTP11Protocol and WebSocketProtocol: each has close_when_idle() and transport.
+        self.connections: set[Any] = set()
         self.draining = False
 
     def drain(self) -> None:
@@ -269,12 +273,15 @@ class _Exchange:
         self.proto.response_complete(self)
 
 
-def _head_size(exchange: _Exchange) -> int:
-    """Bytes of the request head, give or take optional whitespace."""
+def _scan_head(exchange: _Exchange) -> tuple[int, bytes | None]:
+    """Bytes of the request head (give or take optional whitespace), and its Upgrade."""
     size = len(exchange.method) + len(exchange.raw_path) + len(exchange.query_string) + 14
+    upgrade = None
     for name, value in exchange.headers:
         size += len(name) + len(value) + 4
-    return size
+        if name == b"upgrade":
+            upgrade = value
+    return size, upgrade
 
 
 def _origin_form(target: bytes) -> bytes:
@@ -380,12 +387,16 @@ class HTTP11Protocol(asyncio.Protocol):
             elif kind is h11.Request:
                 self._cancel_timer()
                 exchange = _Exchange(self, event)  # type: ignore[arg-type]
-                if _head_size(exchange) > self.settings.max_incomplete_event_size:
+                size, upgrade = _scan_head(exchange)
+                if size > self.settings.max_incomplete_event_size:
                     # h11 checks the limit only while a head is incomplete; a head that
                     # arrived whole in one read is measured here.
                     self._protocol_error(
                         h11.RemoteProtocolError("request header block too large", 431)
                     )
+                    return
+                if upgrade and exchange.method == "GET" and b"websocket" in upgrade.lower():
+                    self._upgrade_websocket(exchange, event)  # type: ignore[arg-type]
                     return
                 self.exchange = self._dispatch = exchange
             elif kind is h11.EndOfMessage:
@@ -403,6 +414,42 @@ class HTTP11Protocol(asyncio.Protocol):
         if self._dispatch is not None:
             exchange, self._dispatch = self._dispatch, None
             self.settings.bridge.handle(exchange)
+
+    def _upgrade_websocket(self, exchange: _Exchange, request: h11.Request) -> None:
+        """Hand the connection to the WebSocket driver (or refuse: WSGI has no WebSockets)."""
+        settings = self.settings
+        handler = getattr(settings.bridge, "handle_websocket", None)
+        if handler is None or settings.websocket is None:
+            self.exchange = exchange
+            body = (
+                b"WebSocket upgrade refused: this server runs a WSGI app, which cannot "
+                b"serve WebSockets; serve an ASGI app for them\n"
+            )
+            exchange.respond(
+                400,
+                [(b"content-type", b"text/plain; charset=utf-8"), (b"connection", b"close")],
+                body,
+            )
+            return
+        self._cancel_timer()
+        settings.connections.discard(self)
+        trailing = self.conn.trailing_data[0]
+        proto = WebSocketProtocol(
+            settings.websocket,
+            settings.connections,
+            settings.bridge,  # type: ignore[arg-type]
+            self.transport,
+            path=exchange.path,
+            raw_path=exchange.raw_path,
+            query_string=exchange.query_string,
+            headers=exchange.headers,
+            http_version=exchange.http_version,
+            scheme=settings.scheme,
+            client=self.client,
+            server=self.server,
+        )
+        self.transport.set_protocol(proto)
+        proto.start(exchange.headers, request.target, trailing)
 
     def _protocol_error(self, exc: h11.RemoteProtocolError) -> None:
         status = exc.error_status_hint
