@@ -13,7 +13,13 @@ Rules:
 5. A fork that fails is logged and retried with backoff; the arbiter gives up ("no
    workers could be started") only when no worker runs.
 6. A worker that exits with a boot code (app import or startup failed) stops the
-   arbiter instead of being respawned in a loop; its message is logged once.
+   arbiter instead of being respawned in a loop; its message is logged once. Except:
+   a successor that fails (HUP, reload) is dropped and the current workers serve on;
+   in reload mode a failed first boot waits for the next change.
+7. Restarts (HUP, --reload) are new-before-old: each slot gets a successor on the same
+   sockets; when it is ready it takes over and the old worker drains (slots.py).
+8. --reload runs watchfiles in a watcher process of its own (reload.py): the arbiter
+   stays free of threads when it forks.
 
 Test seam: GUNRUNNER_TEST_FAIL_FORKS="all" or "2,3" (1-based fork attempts) makes those
 fork() calls fail with EAGAIN, as a process limit would.
@@ -46,6 +52,7 @@ from gunrunner.errors import (
     NoWorkersError,
 )
 from gunrunner.net import Listeners
+from gunrunner.reload import decode_changes, run_watcher
 from gunrunner.slots import Heartbeat, SlotState, SlotTable, WorkerSlot
 from gunrunner.worker import STATUS_ERROR, STATUS_READY, Worker, WorkerContext
 
@@ -131,6 +138,12 @@ class Arbiter:
         self._last_fork_error = ""
         self._announced_ready = False
         self._error: GunrunnerError | None = None
+        self._boot_error_logged = False  # once per restart: N workers fail alike
+        self._suspended = False  # reload mode: boot failed, wait for the next change
+        self._watcher_pid = 0
+        self._watcher_fd = -1
+        self._watcher_buffer = bytearray()
+        self._watcher_retry_at = 0.0
 
     # -- main loop ------------------------------------------------------------------------
     def run(self) -> int:
@@ -140,14 +153,16 @@ class Arbiter:
             for index in range(self.target):
                 self.slots.add(index)
             while True:
+                self._start_watcher()
                 self._spawn_missing()
                 self._wait(self._next_timeout())
                 self._handle_signals()
                 self._reap()
                 self._read_status()
+                self._read_watcher()
                 self._check_heartbeats()
                 self._check_deadlines()
-                if self.stopping and not self.slots.live():
+                if self.stopping and not self.slots.live() and not self._watcher_pid:
                     break
             if self._error is not None:
                 raise self._error
@@ -173,6 +188,8 @@ class Arbiter:
         for slot in self.slots.live():
             if slot.status_fd >= 0:
                 poller.register(slot.status_fd, select.POLLIN)
+        if self._watcher_fd >= 0:
+            poller.register(self._watcher_fd, select.POLLIN)
         try:
             poller.poll(timeout * 1000)
         except InterruptedError:
@@ -261,9 +278,7 @@ class Arbiter:
             self.handle_ttin()
         while self.target > new_target:
             self.handle_ttou()
-        for slot in self.slots.live():
-            if not slot.retired and slot.state is not SlotState.DRAINING:
-                self._signal_worker(slot, signal.SIGTERM, self.options.graceful_timeout)
+        self.restart_workers("SIGHUP")
 
     def handle_usr1(self) -> None:
         logs.reopen()
@@ -286,6 +301,36 @@ class Arbiter:
         else:
             for slot in self.slots.live():
                 self._signal_worker(slot, signal.SIGQUIT, 0.0)
+        if self._watcher_pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._watcher_pid, signal.SIGTERM)
+
+    # -- restarts (HUP, reload) -----------------------------------------------------------
+    def restart_workers(self, reason: str) -> None:
+        """Give every running slot a successor; each takes over once it is ready."""
+        if self.stopping:
+            return
+        self._boot_error_logged = False
+        for successor in list(self.slots.successors.values()):
+            self._abandon(successor)  # a newer restart supersedes it
+        if self._suspended:
+            self._suspended = False
+            log.info("%s: starting the workers that failed to boot", reason)
+            for slot in self.slots.wanted():
+                slot.failures = 0
+                slot.next_spawn = 0.0
+        for slot in sorted(self.slots.wanted(), key=lambda s: s.index):
+            if slot.state in (SlotState.BOOTING, SlotState.READY):
+                successor = self.slots.add_successor(slot.index)
+                if not self._spawn(successor):
+                    self.slots.successors.pop(slot.index, None)
+
+    def _abandon(self, successor: WorkerSlot) -> None:
+        """Stop a successor that will not take over (superseded, or its restart failed)."""
+        self.slots.successors.pop(successor.index, None)
+        successor.replaced = True
+        if successor.state is not SlotState.EMPTY:
+            self._signal_worker(successor, signal.SIGTERM, 0.0)
 
     def _signal_worker(self, slot: WorkerSlot, sig: int, grace: float) -> None:
         if slot.state is not SlotState.DRAINING:
@@ -298,7 +343,7 @@ class Arbiter:
 
     # -- forking --------------------------------------------------------------------------
     def _spawn_missing(self) -> None:
-        if self.stopping:
+        if self.stopping or self._suspended:
             return
         now = time.monotonic()
         for slot in sorted(self.slots.wanted(), key=lambda s: s.index):
@@ -321,9 +366,11 @@ class Arbiter:
             os.close(status_r)
             os.close(status_w)
             heartbeat.close()
-            # Nobody would accept from this slot's sockets: close them, so that the
-            # kernel sends new clients to the workers that run. Reopened on retry.
-            self.listeners.close_slot(slot.index)
+            current = self.slots.slots.get(slot.index)
+            if current is slot:
+                # Nobody would accept from this slot's sockets: close them, so that the
+                # kernel sends new clients to the workers that run. Reopened on retry.
+                self.listeners.close_slot(slot.index)
             self._fork_failed(slot, exc)
             return False
         if pid == 0:  # pragma: no cover - runs in the child, measured by integration tests
@@ -396,6 +443,106 @@ class Arbiter:
             delay,
         )
 
+    # -- reload watcher -------------------------------------------------------------------
+    def _watch_dirs(self) -> list[str]:
+        dirs: list[str] = []
+        for directory in (self.options.app_dir, *self.options.reload_dirs):
+            path = os.path.abspath(directory)
+            if path not in dirs:
+                dirs.append(path)
+        return dirs
+
+    def _start_watcher(self) -> None:
+        if (
+            not self.options.reload
+            or self._watcher_pid
+            or self.stopping
+            or time.monotonic() < self._watcher_retry_at
+        ):
+            return
+        read_fd, write_fd = os.pipe()
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+            os.close(read_fd)
+            os.close(write_fd)
+            self._watcher_retry_at = time.monotonic() + 5.0
+            log.error(
+                "cannot fork the reload watcher: [Errno %d] %s; retrying in 5s",
+                exc.errno,
+                exc.strerror,
+            )
+            return
+        if pid == 0:  # pragma: no cover - the watcher process
+            code = EXIT_ERROR
+            try:
+                os.close(read_fd)
+                signal.set_wakeup_fd(-1)
+                for sig in HANDLED_SIGNALS:
+                    signal.signal(sig, signal.SIG_DFL)
+                os.close(self._wakeup_r)
+                os.close(self._wakeup_w)
+                for worker in self.slots.live():
+                    with contextlib.suppress(OSError):
+                        os.close(worker.status_fd)
+                self.listeners.close_inherited()
+                logs.set_role("reloader")
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+                code = run_watcher(
+                    self._watch_dirs(),
+                    self.options.reload_includes,
+                    self.options.reload_excludes,
+                    write_fd,
+                    self.pid,
+                )
+            except BaseException:
+                log.exception("reload watcher crashed")
+            finally:
+                os._exit(code)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        os.close(write_fd)
+        os.set_blocking(read_fd, False)
+        self._watcher_pid = pid
+        self._watcher_fd = read_fd
+        log.info(
+            "reload: watching %s for %s (watcher pid %d)",
+            ", ".join(self._watch_dirs()),
+            " ".join(self.options.reload_includes),
+            pid,
+        )
+
+    def _read_watcher(self) -> None:
+        if self._watcher_fd < 0:
+            return
+        while True:
+            try:
+                data = os.read(self._watcher_fd, 65536)
+            except (BlockingIOError, InterruptedError):
+                break
+            if not data:
+                break
+            self._watcher_buffer += data
+        batches = decode_changes(self._watcher_buffer)
+        if not batches or self.stopping:
+            return
+        changed = sorted({os.path.relpath(p) for batch in batches for p in batch})
+        shown = ", ".join(changed[:5]) + (
+            f" and {len(changed) - 5} more" if len(changed) > 5 else ""
+        )
+        log.info("reload: %s changed; restarting the workers", shown)
+        self.restart_workers("reload")
+
+    def _watcher_exited(self, status: int) -> None:
+        if self._watcher_fd >= 0:
+            os.close(self._watcher_fd)
+            self._watcher_fd = -1
+        self._watcher_pid = 0
+        if not self.stopping:
+            log.warning("reload watcher %s; restarting it in 1s", describe_exit(status)[0])
+            self._watcher_retry_at = time.monotonic() + 1.0
+
     # -- reaping and status ---------------------------------------------------------------
     def _reap(self) -> None:
         while True:
@@ -405,30 +552,42 @@ class Arbiter:
                 return
             if pid == 0:
                 return
-            self._worker_exited(pid, status)
+            if pid == self._watcher_pid:
+                self._watcher_exited(status)
+            else:
+                self._worker_exited(pid, status)
 
     def _worker_exited(self, pid: int, status: int) -> None:
         slot = self.slots.by_pid.get(pid)
         if slot is None:
             log.info("reaped process %d (not a worker): %s", pid, describe_exit(status)[0])
             return
-        self._read_status_of(slot, final=True)
+        self._read_status_of(slot)
         was = slot.state
         lived = time.monotonic() - slot.started
+        successor = self.slots.is_successor(slot)
         self.slots.exited(pid)
         if slot.status_fd >= 0:
             os.close(slot.status_fd)
             slot.status_fd = -1
         what, code, sig = describe_exit(status)
-        expected = was is SlotState.DRAINING
-        if code in (EXIT_APP_LOAD_ERROR, EXIT_BOOT_ERROR) and not self.stopping:
-            log.info("worker %d (slot %d) %s: it could not boot", pid, slot.index, what)
-            if self._error is None:
-                message = slot.status_buffer.decode("utf-8", "replace").strip("\0").strip()
-                cls = AppLoadError if code == EXIT_APP_LOAD_ERROR else BootError
-                self._error = cls(message or f"worker {what} during boot")
-            self.stop("fast")
-        elif expected and code == 0:
+        expected = was is SlotState.DRAINING or slot.replaced
+        if code in (EXIT_APP_LOAD_ERROR, EXIT_BOOT_ERROR) and not self.stopping and not expected:
+            self._boot_failed(slot, pid, successor, code, what)
+            return
+        if slot.replaced:
+            log.info("replaced worker %d (slot %d) %s after %.1fs", pid, slot.index, what, lived)
+            return
+        if successor:
+            self.slots.successors.pop(slot.index, None)
+            log.error(
+                "new worker %d (slot %d) %s while booting; the current worker serves on",
+                pid,
+                slot.index,
+                what,
+            )
+            return
+        if expected and code == 0:
             log.info("worker %d (slot %d) stopped after %.1fs", pid, slot.index, lived)
         elif sig == signal.SIGKILL and not expected:
             log.error(
@@ -455,6 +614,37 @@ class Arbiter:
         else:
             slot.failures = 0
 
+    def _boot_failed(
+        self, worker: WorkerSlot, pid: int, successor: bool, code: int, what: str
+    ) -> None:
+        """A worker could not import or start the app (exit code 4 or 3)."""
+        message = worker.status_buffer.decode("utf-8", "replace").strip("\0").strip()
+        message = message or f"worker {what} during boot"
+        log.info("worker %d (slot %d) %s: it could not boot", pid, worker.index, what)
+        if successor:
+            # The new code is broken: drop every successor, keep the running workers.
+            for other in list(self.slots.successors.values()):
+                self._abandon(other)
+            if not self._boot_error_logged:
+                self._boot_error_logged = True
+                log.error(
+                    "the new workers failed to boot; the running workers keep serving the "
+                    "previous code%s:\n%s",
+                    "; fix the code and save to reload" if self.options.reload else "",
+                    message,
+                )
+            return
+        if self.options.reload:
+            self._suspended = True
+            if not self._boot_error_logged:
+                self._boot_error_logged = True
+                log.error("workers failed to boot; waiting for a change to retry:\n%s", message)
+            return
+        if self._error is None:
+            cls = AppLoadError if code == EXIT_APP_LOAD_ERROR else BootError
+            self._error = cls(message)
+        self.stop("fast")
+
     def _drop_slot(self, slot: WorkerSlot) -> None:
         self.listeners.close_slot(slot.index)
         self.slots.remove(slot.index)
@@ -463,7 +653,7 @@ class Arbiter:
         for slot in self.slots.live():
             self._read_status_of(slot)
 
-    def _read_status_of(self, slot: WorkerSlot, final: bool = False) -> None:
+    def _read_status_of(self, slot: WorkerSlot) -> None:
         if slot.status_fd < 0:
             return
         while True:
@@ -477,12 +667,25 @@ class Arbiter:
                 return
             if slot.state is SlotState.BOOTING and data.startswith(STATUS_READY):
                 slot.move(SlotState.READY)
-                log.info("worker %d (slot %d) ready", slot.pid, slot.index)
                 data = data[len(STATUS_READY) :]
-                self._announce_ready()
+                self._worker_ready(slot)
             if data.startswith(STATUS_ERROR):
                 data = data[len(STATUS_ERROR) :]
             slot.status_buffer += data
+
+    def _worker_ready(self, worker: WorkerSlot) -> None:
+        if not self.slots.is_successor(worker):
+            log.info("worker %d (slot %d) ready", worker.pid, worker.index)
+            self._announce_ready()
+            return
+        old = self.slots.promote(worker)
+        if old is not None:
+            log.info(
+                "worker %d (slot %d) ready; replacing worker %d", worker.pid, worker.index, old.pid
+            )
+            self._signal_worker(old, signal.SIGTERM, self.options.graceful_timeout)
+        if not self.slots.successors:
+            log.info("restart complete: %d workers serving", len(self.slots.serving()))
 
     def _announce_ready(self) -> None:
         wanted = self.slots.wanted()
@@ -528,13 +731,19 @@ class Arbiter:
 
     def _kill_all(self) -> None:
         """Last resort on the way out (also after an exception): no child survives us."""
-        for slot in self.slots.live():
+        pids = [slot.pid for slot in self.slots.live()]
+        if self._watcher_pid:
+            pids.append(self._watcher_pid)
+        for pid in pids:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(slot.pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 5.0
-        while self.slots.live() and time.monotonic() < deadline:
+        while (self.slots.live() or self._watcher_pid) and time.monotonic() < deadline:
             try:
                 pid, status = os.waitpid(-1, 0)
             except ChildProcessError:
                 break
-            self._worker_exited(pid, status)
+            if pid == self._watcher_pid:
+                self._watcher_exited(status)
+            else:
+                self._worker_exited(pid, status)

@@ -120,13 +120,13 @@ def run(argv: Sequence[str] | None = None) -> int:
     urls = ", ".join(_url(name) for name in listeners.names())
     try:
         with _pidfile(options.pidfile):
-            if workers <= 1:
+            if workers <= 1 and not options.reload:
                 logs.set_role("main")
                 log.info("listening on %s (1 process, no fork)", urls)
                 return serve_single(options, listeners.for_slot(0))
             logs.set_role("arbiter")
             log.info("listening on %s (%d workers, %s listeners)", urls, workers, listeners.mode)
-            return Arbiter(loaded, values, listeners, workers).run()
+            return Arbiter(loaded, values, listeners, max(workers, 1)).run()
     finally:
         listeners.close_all()
 

@@ -82,16 +82,13 @@ def _bool_from_toml(value: Any) -> bool:
 
 def _list_from_text(text: str) -> tuple[str, ...]:
     # Env vars hold several values separated by commas: GUNRUNNER_BIND="a:1,b:2".
-    items = tuple(part.strip() for part in text.split(",") if part.strip())
-    if not items:
-        raise ValueError(text)
-    return items
+    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 def _list_from_toml(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         return (value,)
-    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return tuple(value)
     raise TypeError
 
@@ -176,6 +173,7 @@ class Options:
     bind: tuple[str, ...] = option(
         ("127.0.0.1:8000",),
         kind=STR_LIST,
+        minimum=1,
         short="-b",
         metavar="ADDRESS",
         help="Address to listen on: HOST:PORT, [IPV6]:PORT, unix:PATH or fd://N. "
@@ -273,6 +271,32 @@ class Options:
         help="Bytes of an unfinished request head (request line and headers) buffered "
         "before the request is refused with 431.",
     )
+    reload: bool = option(
+        False,
+        kind=BOOL,
+        help="Development: restart the workers when a watched file changes. New code is "
+        "imported in new workers only; if it fails to import, the last good workers keep "
+        "serving until the next change.",
+    )
+    reload_dirs: tuple[str, ...] = option(
+        (),
+        kind=STR_LIST,
+        metavar="DIR",
+        help="Directories watched with --reload besides app_dir (repeat for several).",
+    )
+    reload_includes: tuple[str, ...] = option(
+        ("*.py",),
+        kind=STR_LIST,
+        metavar="GLOB",
+        help="File name globs that trigger a reload.",
+    )
+    reload_excludes: tuple[str, ...] = option(
+        (),
+        kind=STR_LIST,
+        metavar="GLOB",
+        help="Globs of paths or path parts never watched, besides hidden directories, "
+        "__pycache__, .git and virtualenvs.",
+    )
     ws_max_message_size: int = option(
         16 * 1024 * 1024,
         kind=INT,
@@ -355,6 +379,8 @@ def _describe(name: str) -> str:
     expected: str = meta["kind"].expected
     if meta["choices"]:
         expected = "one of " + ", ".join(f'"{c}"' for c in meta["choices"])
+    elif meta["minimum"] is not None and meta["kind"] is STR_LIST:
+        expected += f" (at least {meta['minimum']:g})"
     elif meta["minimum"] is not None:
         expected += f" >= {meta['minimum']:g}"
     return expected
@@ -368,6 +394,8 @@ def check_value(name: str, value: Any) -> str | None:
     if meta["choices"] and value not in meta["choices"]:
         return f"expected {_describe(name)}, got {value!r}"
     minimum = meta["minimum"]
+    if minimum is not None and isinstance(value, tuple) and len(value) < minimum:
+        return f"expected {_describe(name)}, got {list(value)!r}"
     if minimum is not None and isinstance(value, (int, float)) and not math.isfinite(value):
         return f"expected {_describe(name)}, got {value!r}"
     if minimum is not None and isinstance(value, (int, float)) and value < minimum:

@@ -316,6 +316,14 @@ class Listeners:
                 if sock not in keep:
                     sock.close()
 
+    def close_inherited(self) -> None:
+        """In a helper process (the reload watcher): close every socket, unlink nothing."""
+        for socks in self._slots.values():
+            for sock in socks:
+                sock.close()
+        for sock in self.shared:
+            sock.close()
+
     def close_all(self) -> None:
         for slot in list(self._slots):
             self.close_slot(slot)

@@ -8,8 +8,12 @@ the process currently serving it. Transitions (anything else is a bug):
       |                    +------exit-----+     +--stop--> DRAINING --exit--+
       +--------------------<---------------+-----------<---------------------+
 
-Rule 1: a slot has at most one live pid; its heartbeat cell belongs to that pid.
-Rule 2: the arbiter learns of exits only by reaping; a slot goes back to EMPTY then.
+Rule 1: a slot has one current worker; its heartbeat cell belongs to that pid.
+Rule 2: a restart gives a slot a *successor* (a second WorkerSlot with the same index,
+serving the same sockets). Once the successor is READY it becomes the current worker
+and the old one is marked `replaced` and drained. A successor that fails to boot is
+dropped and the current worker serves on: the last good code keeps serving.
+Rule 3: the arbiter learns of exits only by reaping; a worker goes back to EMPTY then.
 Knows pids and times, nothing of HTTP or signals.
 """
 
@@ -74,6 +78,7 @@ class WorkerSlot:
     heartbeat: Heartbeat | None = None
     kill_deadline: float | None = None  # when DRAINING: KILL after this time
     retired: bool = False  # the slot goes away when its worker exits (TTOU)
+    replaced: bool = False  # an old worker draining after its successor took over
     failures: int = 0  # consecutive early exits, for respawn backoff
     next_spawn: float = 0.0
     status_buffer: bytearray = field(default_factory=bytearray)
@@ -88,8 +93,9 @@ class SlotTable:
     """Slots by index, and the pid -> slot map the reaper needs."""
 
     def __init__(self) -> None:
-        self.slots: dict[int, WorkerSlot] = {}
-        self.by_pid: dict[int, WorkerSlot] = {}
+        self.slots: dict[int, WorkerSlot] = {}  # current worker of each slot
+        self.successors: dict[int, WorkerSlot] = {}  # booting replacements
+        self.by_pid: dict[int, WorkerSlot] = {}  # every live worker process
 
     def add(self, index: int) -> WorkerSlot:
         slot = self.slots.setdefault(index, WorkerSlot(index))
@@ -121,7 +127,31 @@ class SlotTable:
         del self.slots[index]
 
     def live(self) -> list[WorkerSlot]:
+        """Every worker process: current, successors and replaced ones still draining."""
+        return list(self.by_pid.values())
+
+    def serving(self) -> list[WorkerSlot]:
+        """Current workers that run (not successors, not replaced ones)."""
         return [s for s in self.slots.values() if s.state is not SlotState.EMPTY]
+
+    def add_successor(self, index: int) -> WorkerSlot:
+        successor = WorkerSlot(index)
+        self.successors[index] = successor
+        return successor
+
+    def is_successor(self, worker: WorkerSlot) -> bool:
+        return self.successors.get(worker.index) is worker
+
+    def promote(self, successor: WorkerSlot) -> WorkerSlot | None:
+        """Make a READY successor the slot's current worker; return the old one if live."""
+        del self.successors[successor.index]
+        old = self.slots.get(successor.index)
+        successor.retired = old.retired if old is not None else False
+        self.slots[successor.index] = successor
+        if old is not None and old.state is not SlotState.EMPTY:
+            old.replaced = True
+            return old
+        return None
 
     def wanted(self) -> list[WorkerSlot]:
         return [s for s in self.slots.values() if not s.retired]
