@@ -23,12 +23,14 @@ import asyncio
 import collections
 import logging
 import os
+import zlib
 from typing import Any
 
 import wsproto
 import wsproto.events as ws
 from wsproto.connection import ConnectionState
 from wsproto.extensions import PerMessageDeflate
+from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from gunrunner.apps.types import Headers, WebSocketBridge, WebSocketClosed
@@ -37,6 +39,40 @@ log = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT = 5.0  # seconds the peer gets to answer our close frame
 HANDSHAKE_TIMEOUT = 30.0  # seconds the app gets to accept or deny
+
+
+class BoundedPerMessageDeflate(PerMessageDeflate):
+    """permessage-deflate that inflates at most `max_size` bytes per message.
+
+    wsproto inflates each frame whole, so a few KiB of compressed zeros would become
+    gigabytes before our size check saw them; past the limit this closes with 1009.
+    (Uses wsproto's per-frame state: `_inbound_compressed`, `_inbound_is_compressible`,
+    `_decompressor`; tests/unit/test_websocket_driver.py fails if they change.)
+    """
+
+    def __init__(self, max_size: int) -> None:
+        super().__init__()
+        self.max_size = max_size
+        self._inflated = 0
+
+    def frame_inbound_payload_data(self, proto: Any, data: bytes) -> bytes | CloseReason:
+        if not self._inbound_compressed or not self._inbound_is_compressible:
+            return data
+        decompressor = self._decompressor
+        assert decompressor is not None
+        try:
+            out = decompressor.decompress(bytes(data), self.max_size - self._inflated + 1)
+        except zlib.error:
+            return CloseReason.INVALID_FRAME_PAYLOAD_DATA
+        self._inflated += len(out)
+        if self._inflated > self.max_size or decompressor.unconsumed_tail:
+            return CloseReason.MESSAGE_TOO_BIG
+        return out
+
+    def frame_inbound_complete(self, proto: Any, fin: bool) -> bytes | CloseReason | None:
+        if fin:
+            self._inflated = 0
+        return super().frame_inbound_complete(proto, fin)
 
 
 class WebSocketSettings:
@@ -243,7 +279,7 @@ class WebSocketProtocol(asyncio.Protocol):
     def accept(self, subprotocol: str | None, headers: Headers) -> None:
         extensions: list[Any] = []
         if self.settings.per_message_deflate:
-            extensions.append(PerMessageDeflate())
+            extensions.append(BoundedPerMessageDeflate(self.settings.max_message_size))
         self._write(
             self.conn.send(
                 ws.AcceptConnection(
