@@ -192,7 +192,9 @@ class WebSocketProtocol(asyncio.Protocol):
             if isinstance(event, (ws.TextMessage, ws.BytesMessage)):
                 self._on_message(event)
             elif isinstance(event, ws.Ping):
-                self._write(self.conn.send(event.response()))
+                # After our close frame no more frames may go out (a ping can cross it).
+                if self.conn.state is ConnectionState.OPEN:
+                    self._write(self.conn.send(event.response()))
             elif isinstance(event, ws.Pong):
                 if event.payload == self._ping_payload:
                     self._ping_payload = None
@@ -279,7 +281,9 @@ class WebSocketProtocol(asyncio.Protocol):
     def accept(self, subprotocol: str | None, headers: Headers) -> None:
         extensions: list[Any] = []
         if self.settings.per_message_deflate:
-            extensions.append(BoundedPerMessageDeflate(self.settings.max_message_size))
+            # The message check counts characters for text; UTF-8 takes up to 4 bytes
+            # each, so inflation is bounded at 4x: memory stays bounded either way.
+            extensions.append(BoundedPerMessageDeflate(4 * self.settings.max_message_size))
         self._write(
             self.conn.send(
                 ws.AcceptConnection(
@@ -340,7 +344,9 @@ class WebSocketProtocol(asyncio.Protocol):
             return
         self._write(self.conn.send(ws.CloseConnection(code=code, reason=reason)))
         self._finish(code, reason)
-        self._close_timer = self.loop.call_later(CLOSE_TIMEOUT, self.transport.close)
+        # abort(), not close(): close() waits for a write buffer that a peer which reads
+        # nothing never drains.
+        self._close_timer = self.loop.call_later(CLOSE_TIMEOUT, self.transport.abort)
 
     # -- helpers --------------------------------------------------------------------------
     def _write(self, data: bytes) -> None:
@@ -371,7 +377,7 @@ class WebSocketProtocol(asyncio.Protocol):
                 self.settings.ping_timeout,
             )
             self.close(1011, "keepalive ping timeout")
-            self._close_timer = self.loop.call_later(0.5, self.transport.close)
+            self._close_timer = self.loop.call_later(0.5, self.transport.abort)
             return
         self._ping_payload = os.urandom(4)
         self._write(self.conn.send(ws.Ping(payload=self._ping_payload)))
