@@ -377,7 +377,7 @@ class Arbiter:
             code = EXIT_ERROR
             try:
                 os.close(status_r)
-                self._in_child(slot, sockets)
+                self._in_child(f"worker slot={slot.index}", sockets)
 
                 def unblock() -> None:
                     signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
@@ -406,21 +406,22 @@ class Arbiter:
         log.info("started worker %d (slot %d)", pid, slot.index)
         return True
 
-    def _in_child(self, slot: WorkerSlot, keep: list[Any]) -> None:
-        """Undo the arbiter's process state in a fresh child."""
+    def _in_child(self, role: str, keep: list[Any]) -> None:
+        """Undo the arbiter's process state in a fresh child (worker or watcher)."""
         signal.set_wakeup_fd(-1)
         for sig in HANDLED_SIGNALS:
             signal.signal(sig, signal.SIG_DFL)
         os.close(self._wakeup_r)
         os.close(self._wakeup_w)
-        # Other slots' sockets and pipes: a socket left open here would keep a retired
-        # slot listening in a process that never accepts from it.
-        for other in self.slots.slots.values():
-            if other is not slot and other.status_fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(other.status_fd)
-        self.listeners.close_others(keep)
-        logs.set_role(f"worker slot={slot.index}")
+        for worker in self.slots.live():
+            with contextlib.suppress(OSError):
+                os.close(worker.status_fd)
+        if self._watcher_fd >= 0:
+            os.close(self._watcher_fd)
+        # A socket left open here would keep a retired slot listening in a process that
+        # never accepts from it.
+        self.listeners.close_in_child(keep)
+        logs.set_role(role)
 
     def _fork_failed(self, slot: WorkerSlot, exc: OSError) -> None:
         self._fork_failures += 1
@@ -479,16 +480,7 @@ class Arbiter:
             code = EXIT_ERROR
             try:
                 os.close(read_fd)
-                signal.set_wakeup_fd(-1)
-                for sig in HANDLED_SIGNALS:
-                    signal.signal(sig, signal.SIG_DFL)
-                os.close(self._wakeup_r)
-                os.close(self._wakeup_w)
-                for worker in self.slots.live():
-                    with contextlib.suppress(OSError):
-                        os.close(worker.status_fd)
-                self.listeners.close_inherited()
-                logs.set_role("reloader")
+                self._in_child("reloader", [])
                 signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
                 code = run_watcher(
                     self._watch_dirs(),

@@ -309,20 +309,11 @@ class Listeners:
         for sock in self._slots.pop(slot, []):
             sock.close()
 
-    def close_others(self, keep: list[socket.socket]) -> None:
-        """In a worker: close every inherited listening socket it does not serve."""
-        for socks in self._slots.values():
-            for sock in socks:
-                if sock not in keep:
-                    sock.close()
-
-    def close_inherited(self) -> None:
-        """In a helper process (the reload watcher): close every socket, unlink nothing."""
-        for socks in self._slots.values():
-            for sock in socks:
+    def close_in_child(self, keep: list[socket.socket]) -> None:
+        """In a forked child: close every inherited socket not in `keep`; unlink nothing."""
+        for sock in [*(s for socks in self._slots.values() for s in socks), *self.shared]:
+            if sock not in keep:
                 sock.close()
-        for sock in self.shared:
-            sock.close()
 
     def close_all(self) -> None:
         for slot in list(self._slots):
