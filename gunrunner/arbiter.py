@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import importlib.util
 import logging
 import os
 import select
@@ -519,7 +520,10 @@ class Arbiter:
         batches = decode_changes(self._watcher_buffer)
         if not batches or self.stopping:
             return
-        changed = sorted({os.path.relpath(p) for batch in batches for p in batch})
+        paths = {p for batch in batches for p in batch}
+        for path in paths:
+            _drop_bytecode(path)
+        changed = sorted(os.path.relpath(p) for p in paths)
         shown = ", ".join(changed[:5]) + (
             f" and {len(changed) - 5} more" if len(changed) > 5 else ""
         )
@@ -739,3 +743,15 @@ class Arbiter:
                 self._watcher_exited(status)
             else:
                 self._worker_exited(pid, status)
+
+
+def _drop_bytecode(path: str) -> None:
+    """Delete the cached bytecode of a changed .py file.
+
+    The .pyc check compares the source's mtime in whole seconds and its size: a second
+    save within the same second, of the same size, would be served from stale bytecode.
+    """
+    if not path.endswith(".py"):
+        return
+    with contextlib.suppress(OSError, ValueError, NotImplementedError):
+        os.unlink(importlib.util.cache_from_source(path))

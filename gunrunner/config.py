@@ -288,7 +288,7 @@ class Options:
         ("*.py",),
         kind=STR_LIST,
         metavar="GLOB",
-        help="File name globs that trigger a reload.",
+        help="File name globs that trigger a reload (given ones replace the default).",
     )
     reload_excludes: tuple[str, ...] = option(
         (),

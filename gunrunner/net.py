@@ -263,6 +263,7 @@ class Listeners:
         self.mode = "per-slot" if self.per_slot else "shared"
         self._slot_addresses: list[Address] = []
         self.shared: list[socket.socket] = []
+        self._unix_paths: list[str] = []  # unlinked by close_all()
         self._slots: dict[int, list[socket.socket]] = {}
         first_slot: list[socket.socket] = []
         try:
@@ -283,6 +284,8 @@ class Listeners:
                         sock = open_listener(address, backlog, reuse_port=address.is_tcp)
                         address = bound_address(address, sock)
                         self.shared.append(sock)
+                        if spec.kind == "unix":
+                            self._unix_paths.append(spec.path)
                     if address.is_tcp:
                         port = address.port
         except BaseException:
@@ -319,12 +322,12 @@ class Listeners:
         for slot in list(self._slots):
             self.close_slot(slot)
         for sock in self.shared:
-            path = sock.getsockname() if sock.family == socket.AF_UNIX else None
             sock.close()
-            if isinstance(path, str) and path:
-                with contextlib.suppress(OSError):
-                    os.unlink(path)
+        for path in self._unix_paths:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
         self.shared = []
+        self._unix_paths = []
 
     def names(self) -> list[str]:
         """Every address served, for the "listening on" line."""

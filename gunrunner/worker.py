@@ -160,20 +160,16 @@ class Worker:
             ),
         )
         factory = functools.partial(HTTP11Protocol, settings)
-        servers = [
-            await loop.create_server(factory, sock=sock, backlog=options.backlog)
-            for sock in self.ctx.sockets
-        ]
+        acceptor = Acceptor(loop, self.ctx.sockets, factory)
         self._tick()
         self._report(STATUS_READY)
         where = ", ".join(describe(s) for s in self.ctx.sockets)
         log.info("serving %s app %s on %s", interface.upper(), options.app, where)
         mode = await self._stop
         if mode == "graceful":
-            await self._drain(loop, servers, settings, factory)
+            await self._drain(acceptor, settings)
         else:
-            for server in servers:
-                server.close()
+            acceptor.close()
             for connection in list(settings.connections):
                 connection.transport.abort()
         if self._tick_handle is not None:
@@ -189,21 +185,12 @@ class Worker:
         log.info("stopped (%s)", mode)
         return EXIT_OK
 
-    async def _drain(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        servers: list[asyncio.Server],
-        settings: ConnectionSettings,
-        factory: Callable[[], HTTP11Protocol],
-    ) -> None:
-        # Accept what the kernel already queued for us, then stop listening: a client
-        # that connected before the stop is served, not reset.
-        for sock in self.ctx.sockets:
-            _accept_queued(loop, sock, factory)
-        for server in servers:
-            server.close()
-        await asyncio.sleep(0)  # let the accepted connections' transports start
+    async def _drain(self, acceptor: Acceptor, settings: ConnectionSettings) -> None:
+        # Responses from now on carry Connection: close. Then accept what the kernel
+        # already queued for us and wait until those connections exist before we stop
+        # listening: a client that connected before the stop is served, not reset.
         settings.drain()
+        await acceptor.stop()
         deadline = time.monotonic() + self.options.graceful_timeout
         while settings.connections and time.monotonic() < deadline:
             if self._give_up.is_set():
@@ -280,18 +267,75 @@ class Worker:
             pass
 
 
-def _accept_queued(
-    loop: asyncio.AbstractEventLoop, sock: socket.socket, factory: Callable[[], HTTP11Protocol]
-) -> None:
-    while True:
+class Acceptor:
+    """Accepts connections from listening sockets; stops without losing queued ones.
+
+    Not asyncio's Server: stopping it must first drain the kernel's accept queue and
+    wait until every accepted connection has its transport, and Server.close() drops
+    connections accepted just before it (CPython gh-109564).
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sockets: list[socket.socket],
+        factory: Callable[[], asyncio.Protocol],
+    ) -> None:
+        self.loop = loop
+        self.sockets = sockets
+        self.factory = factory
+        self.pending: set[asyncio.Task[Any]] = set()
+        for sock in sockets:
+            sock.setblocking(False)
+            loop.add_reader(sock.fileno(), self._accept, sock)
+
+    def _accept(self, sock: socket.socket) -> None:
+        for _ in range(128):  # bounded, so that one busy listener cannot starve the loop
+            try:
+                conn, _ = sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                # Out of file descriptors (EMFILE/ENFILE) or memory: stop accepting for
+                # a second instead of spinning; queued clients wait in the kernel.
+                log.error("accept() failed on %s: %s; pausing accepts for 1s", describe(sock), exc)
+                self.loop.remove_reader(sock.fileno())
+                self.loop.call_later(1.0, self._resume, sock)
+                return
+            conn.setblocking(False)
+            task = self.loop.create_task(self._connect(conn))
+            self.pending.add(task)
+            task.add_done_callback(self.pending.discard)
+
+    async def _connect(self, conn: socket.socket) -> None:
         try:
-            conn, _ = sock.accept()
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            return
-        conn.setblocking(False)
-        loop.create_task(loop.connect_accepted_socket(factory, conn))
+            await self.loop.connect_accepted_socket(self.factory, conn)
+        except OSError as exc:
+            log.debug("connection lost before it was set up: %s", exc)
+            conn.close()
+
+    def _resume(self, sock: socket.socket) -> None:
+        if sock.fileno() >= 0:
+            self.loop.add_reader(sock.fileno(), self._accept, sock)
+
+    async def stop(self) -> None:
+        """Accept everything queued, wait for those connections to start, stop listening."""
+        for sock in self.sockets:
+            self.loop.remove_reader(sock.fileno())
+            while True:
+                before = len(self.pending)
+                self._accept(sock)
+                if len(self.pending) == before:
+                    break
+        if self.pending:
+            await asyncio.gather(*self.pending, return_exceptions=True)
+        self.close()
+
+    def close(self) -> None:
+        for sock in self.sockets:
+            if sock.fileno() >= 0:
+                self.loop.remove_reader(sock.fileno())
+                sock.close()
 
 
 def serve_single(options: Options, sockets: list[socket.socket]) -> int:
