@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import importlib.util
 import logging
 import os
 import select
@@ -53,7 +52,7 @@ from gunrunner.errors import (
     NoWorkersError,
 )
 from gunrunner.net import Listeners
-from gunrunner.reload import decode_changes, run_watcher
+from gunrunner.reload import Watcher
 from gunrunner.slots import Heartbeat, SlotState, SlotTable, WorkerSlot
 from gunrunner.worker import STATUS_ERROR, STATUS_READY, Worker, WorkerContext
 
@@ -141,10 +140,13 @@ class Arbiter:
         self._error: GunrunnerError | None = None
         self._boot_error_logged = False  # once per restart: N workers fail alike
         self._suspended = False  # reload mode: boot failed, wait for the next change
-        self._watcher_pid = 0
-        self._watcher_fd = -1
-        self._watcher_buffer = bytearray()
-        self._watcher_retry_at = 0.0
+        self.watcher: Watcher | None = None
+        if self.options.reload:
+            self.watcher = Watcher(
+                [self.options.app_dir, *self.options.reload_dirs],
+                self.options.reload_includes,
+                self.options.reload_excludes,
+            )
 
     # -- main loop ------------------------------------------------------------------------
     def run(self) -> int:
@@ -163,7 +165,7 @@ class Arbiter:
                 self._read_watcher()
                 self._check_heartbeats()
                 self._check_deadlines()
-                if self.stopping and not self.slots.live() and not self._watcher_pid:
+                if self.stopping and not self.slots.live() and not self._watcher_running():
                     break
             if self._error is not None:
                 raise self._error
@@ -189,8 +191,8 @@ class Arbiter:
         for slot in self.slots.live():
             if slot.status_fd >= 0:
                 poller.register(slot.status_fd, select.POLLIN)
-        if self._watcher_fd >= 0:
-            poller.register(self._watcher_fd, select.POLLIN)
+        if self.watcher is not None and self.watcher.fd >= 0:
+            poller.register(self.watcher.fd, select.POLLIN)
         try:
             poller.poll(timeout * 1000)
         except InterruptedError:
@@ -302,9 +304,8 @@ class Arbiter:
         else:
             for slot in self.slots.live():
                 self._signal_worker(slot, signal.SIGQUIT, 0.0)
-        if self._watcher_pid:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self._watcher_pid, signal.SIGTERM)
+        if self.watcher is not None:
+            self.watcher.signal(signal.SIGTERM)
 
     # -- restarts (HUP, reload) -----------------------------------------------------------
     def restart_workers(self, reason: str) -> None:
@@ -417,8 +418,8 @@ class Arbiter:
         for worker in self.slots.live():
             with contextlib.suppress(OSError):
                 os.close(worker.status_fd)
-        if self._watcher_fd >= 0:
-            os.close(self._watcher_fd)
+        if self.watcher is not None:
+            self.watcher.close_fd()
         # A socket left open here would keep a retired slot listening in a process that
         # never accepts from it.
         self.listeners.close_in_child(keep)
@@ -446,98 +447,21 @@ class Arbiter:
         )
 
     # -- reload watcher -------------------------------------------------------------------
-    def _watch_dirs(self) -> list[str]:
-        dirs: list[str] = []
-        for directory in (self.options.app_dir, *self.options.reload_dirs):
-            path = os.path.abspath(directory)
-            if path not in dirs:
-                dirs.append(path)
-        return dirs
-
     def _start_watcher(self) -> None:
-        if (
-            not self.options.reload
-            or self._watcher_pid
-            or self.stopping
-            or time.monotonic() < self._watcher_retry_at
-        ):
-            return
-        read_fd, write_fd = os.pipe()
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
-        try:
-            pid = os.fork()
-        except OSError as exc:
-            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-            os.close(read_fd)
-            os.close(write_fd)
-            self._watcher_retry_at = time.monotonic() + 5.0
-            log.error(
-                "cannot fork the reload watcher: [Errno %d] %s; retrying in 5s",
-                exc.errno,
-                exc.strerror,
-            )
-            return
-        if pid == 0:  # pragma: no cover - the watcher process
-            code = EXIT_ERROR
-            try:
-                os.close(read_fd)
-                self._in_child("reloader", [])
-                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-                code = run_watcher(
-                    self._watch_dirs(),
-                    self.options.reload_includes,
-                    self.options.reload_excludes,
-                    write_fd,
-                    self.pid,
-                )
-            except BaseException:
-                log.exception("reload watcher crashed")
-            finally:
-                os._exit(code)
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-        os.close(write_fd)
-        os.set_blocking(read_fd, False)
-        self._watcher_pid = pid
-        self._watcher_fd = read_fd
-        log.info(
-            "reload: watching %s for %s (watcher pid %d)",
-            ", ".join(self._watch_dirs()),
-            " ".join(self.options.reload_includes),
-            pid,
-        )
+        if self.watcher is not None and not self.stopping:
+            self.watcher.start(lambda: self._in_child("reloader", []), self.pid, HANDLED_SIGNALS)
 
     def _read_watcher(self) -> None:
-        if self._watcher_fd < 0:
+        if self.watcher is None:
             return
-        while True:
-            try:
-                data = os.read(self._watcher_fd, 65536)
-            except (BlockingIOError, InterruptedError):
-                break
-            if not data:
-                break
-            self._watcher_buffer += data
-        batches = decode_changes(self._watcher_buffer)
-        if not batches or self.stopping:
+        changed = self.watcher.read()
+        if not changed or self.stopping:
             return
-        paths = {p for batch in batches for p in batch}
-        for path in paths:
-            _drop_bytecode(path)
-        changed = sorted(os.path.relpath(p) for p in paths)
         shown = ", ".join(changed[:5]) + (
             f" and {len(changed) - 5} more" if len(changed) > 5 else ""
         )
         log.info("reload: %s changed; restarting the workers", shown)
         self.restart_workers("reload")
-
-    def _watcher_exited(self, status: int) -> None:
-        if self._watcher_fd >= 0:
-            os.close(self._watcher_fd)
-            self._watcher_fd = -1
-        self._watcher_pid = 0
-        if not self.stopping:
-            log.warning("reload watcher %s; restarting it in 1s", describe_exit(status)[0])
-            self._watcher_retry_at = time.monotonic() + 1.0
 
     # -- reaping and status ---------------------------------------------------------------
     def _reap(self) -> None:
@@ -548,8 +472,8 @@ class Arbiter:
                 return
             if pid == 0:
                 return
-            if pid == self._watcher_pid:
-                self._watcher_exited(status)
+            if self.watcher is not None and pid == self.watcher.pid:
+                self.watcher.exited(describe_exit(status)[0], restart=not self.stopping)
             else:
                 self._worker_exited(pid, status)
 
@@ -728,30 +652,21 @@ class Arbiter:
     def _kill_all(self) -> None:
         """Last resort on the way out (also after an exception): no child survives us."""
         pids = [slot.pid for slot in self.slots.live()]
-        if self._watcher_pid:
-            pids.append(self._watcher_pid)
+        if self.watcher is not None and self.watcher.pid:
+            pids.append(self.watcher.pid)
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 5.0
-        while (self.slots.live() or self._watcher_pid) and time.monotonic() < deadline:
+        while (self.slots.live() or self._watcher_running()) and time.monotonic() < deadline:
             try:
                 pid, status = os.waitpid(-1, 0)
             except ChildProcessError:
                 break
-            if pid == self._watcher_pid:
-                self._watcher_exited(status)
+            if self.watcher is not None and pid == self.watcher.pid:
+                self.watcher.exited(describe_exit(status)[0], restart=False)
             else:
                 self._worker_exited(pid, status)
 
-
-def _drop_bytecode(path: str) -> None:
-    """Delete the cached bytecode of a changed .py file.
-
-    The .pyc check compares the source's mtime in whole seconds and its size: a second
-    save within the same second, of the same size, would be served from stale bytecode.
-    """
-    if not path.endswith(".py"):
-        return
-    with contextlib.suppress(OSError, ValueError, NotImplementedError):
-        os.unlink(importlib.util.cache_from_source(path))
+    def _watcher_running(self) -> bool:
+        return self.watcher is not None and self.watcher.pid != 0

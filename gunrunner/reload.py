@@ -11,10 +11,17 @@ watchfiles debounces: a burst of events within `debounce` ms (an editor's save, 
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
+import importlib.util
+import logging
 import os
-from collections.abc import Iterable, Sequence
+import signal
+import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path, PurePath
+
+log = logging.getLogger(__name__)
 
 # Directory names never watched (virtualenvs, caches, VCS), on top of hidden ones.
 DEFAULT_EXCLUDES = (
@@ -115,3 +122,112 @@ def run_watcher(
         except OSError:
             return 0  # the arbiter closed its end: it is stopping
     return 0
+
+
+class Watcher:
+    """The arbiter's handle on the watcher process: start it, read its changes, reap it."""
+
+    def __init__(self, dirs: Sequence[str], includes: Sequence[str], excludes: Sequence[str]):
+        self.dirs: list[str] = []
+        for directory in dirs:
+            path = os.path.abspath(directory)
+            if path not in self.dirs:
+                self.dirs.append(path)
+        self.includes = tuple(includes)
+        self.excludes = tuple(excludes)
+        self.pid = 0
+        self.fd = -1
+        self._buffer = bytearray()
+        self._retry_at = 0.0
+
+    def start(self, in_child: Callable[[], None], parent: int, signals: Iterable[int]) -> None:
+        """Fork the watcher unless it runs; `in_child` drops the arbiter's state in it.
+
+        `signals` (the arbiter's handled ones) are blocked around fork, as for a worker.
+        """
+        if self.pid or time.monotonic() < self._retry_at:
+            return
+        read_fd, write_fd = os.pipe()
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+            os.close(read_fd)
+            os.close(write_fd)
+            self._retry_at = time.monotonic() + 5.0
+            log.error(
+                "cannot fork the reload watcher: [Errno %d] %s; retrying in 5s",
+                exc.errno,
+                exc.strerror,
+            )
+            return
+        if pid == 0:  # pragma: no cover - the watcher process
+            code = 1
+            try:
+                os.close(read_fd)
+                in_child()
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+                code = run_watcher(self.dirs, self.includes, self.excludes, write_fd, parent)
+            except BaseException:
+                log.exception("reload watcher crashed")
+            finally:
+                os._exit(code)
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+        os.close(write_fd)
+        os.set_blocking(read_fd, False)
+        self.pid = pid
+        self.fd = read_fd
+        log.info(
+            "reload: watching %s for %s (watcher pid %d)",
+            ", ".join(self.dirs),
+            " ".join(self.includes),
+            pid,
+        )
+
+    def read(self) -> list[str]:
+        """Paths (relative to the cwd) changed since the last call; their bytecode is gone."""
+        if self.fd < 0:
+            return []
+        while True:
+            try:
+                data = os.read(self.fd, 65536)
+            except (BlockingIOError, InterruptedError):
+                break
+            if not data:
+                break
+            self._buffer += data
+        paths = {path for batch in decode_changes(self._buffer) for path in batch}
+        for path in paths:
+            _drop_bytecode(path)
+        return sorted(os.path.relpath(p) for p in paths)
+
+    def signal(self, sig: int) -> None:
+        if self.pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+    def close_fd(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def exited(self, how: str, *, restart: bool) -> None:
+        """The watcher was reaped; start a new one in a second unless we are stopping."""
+        self.close_fd()
+        self.pid = 0
+        if restart:
+            log.warning("reload watcher %s; restarting it in 1s", how)
+            self._retry_at = time.monotonic() + 1.0
+
+
+def _drop_bytecode(path: str) -> None:
+    """Delete the cached bytecode of a changed .py file.
+
+    The .pyc check compares the source's mtime in whole seconds and its size: a second
+    save within the same second, of the same size, would be served from stale bytecode.
+    """
+    if not path.endswith(".py"):
+        return
+    with contextlib.suppress(OSError, ValueError, NotImplementedError):
+        os.unlink(importlib.util.cache_from_source(path))
