@@ -264,6 +264,46 @@ class Options:
         minimum=0,
         help="Seconds an idle keep-alive connection is kept open.",
     )
+    header_timeout: float = option(
+        10.0,
+        kind=FLOAT,
+        minimum=0.1,
+        help="Seconds a request head (request line and headers) may take to arrive, from "
+        "its first byte or from the connection's start; slower gets 408 and a close "
+        "(slowloris).",
+    )
+    limit_request_line: int = option(
+        8190,
+        kind=INT,
+        minimum=64,
+        help="Longest request line in bytes (method, target, version); longer gets 414.",
+    )
+    limit_request_fields: int = option(
+        100,
+        kind=INT,
+        minimum=1,
+        help="Most header fields in a request; more gets 431.",
+    )
+    limit_request_field_size: int = option(
+        8190,
+        kind=INT,
+        minimum=64,
+        help="Longest header field (name and value) in bytes; longer gets 431.",
+    )
+    max_body_size: int = option(
+        100 * 1024 * 1024,
+        kind=INT,
+        minimum=0,
+        help="Largest request body in bytes; a bigger Content-Length gets 413 before the "
+        "body is read, a chunked body is cut off at it. 0: no limit.",
+    )
+    worker_connections: int = option(
+        10000,
+        kind=INT,
+        minimum=1,
+        help="Connections one worker holds at most; past it the worker stops accepting "
+        "(clients wait in the listen queue) instead of running out of file descriptors.",
+    )
     h11_max_incomplete_event_size: int = option(
         16384,
         kind=INT,

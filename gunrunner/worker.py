@@ -151,6 +151,11 @@ class Worker:
             keepalive_timeout=options.keepalive_timeout,
             max_incomplete_event_size=options.h11_max_incomplete_event_size,
             server_header=options.server_header,
+            header_timeout=options.header_timeout,
+            limit_request_line=options.limit_request_line,
+            limit_request_fields=options.limit_request_fields,
+            limit_request_field_size=options.limit_request_field_size,
+            max_body_size=options.max_body_size,
             websocket=WebSocketSettings(
                 max_message_size=options.ws_max_message_size,
                 max_queue=options.ws_max_queue,
@@ -160,7 +165,9 @@ class Worker:
             ),
         )
         factory = functools.partial(HTTP11Protocol, settings)
-        acceptor = Acceptor(loop, self.ctx.sockets, factory)
+        acceptor = Acceptor(
+            loop, self.ctx.sockets, factory, settings.connections, options.worker_connections
+        )
         self._tick()
         self._report(STATUS_READY)
         where = ", ".join(describe(s) for s in self.ctx.sockets)
@@ -280,17 +287,54 @@ class Acceptor:
         loop: asyncio.AbstractEventLoop,
         sockets: list[socket.socket],
         factory: Callable[[], asyncio.Protocol],
+        connections: set[Any] | None = None,
+        max_connections: int = 0,
     ) -> None:
         self.loop = loop
         self.sockets = sockets
         self.factory = factory
+        self.connections = connections if connections is not None else set()
+        self.max_connections = max_connections
+        self.full = False
         self.pending: set[asyncio.Task[Any]] = set()
         for sock in sockets:
             sock.setblocking(False)
             loop.add_reader(sock.fileno(), self._accept, sock)
 
+    def _at_capacity(self) -> bool:
+        return bool(self.max_connections) and (
+            len(self.connections) + len(self.pending) >= self.max_connections
+        )
+
+    def _pause_when_full(self) -> None:
+        """worker_connections reached: stop accepting; check again every 50 ms."""
+        if not self.full:
+            self.full = True
+            log.warning(
+                "worker_connections (%d) reached: not accepting until connections close",
+                self.max_connections,
+            )
+            for sock in self.sockets:
+                if sock.fileno() >= 0:
+                    self.loop.remove_reader(sock.fileno())
+        self.loop.call_later(0.05, self._resume_when_room)
+
+    def _resume_when_room(self) -> None:
+        if not self.full:
+            return
+        if self._at_capacity():
+            self.loop.call_later(0.05, self._resume_when_room)
+            return
+        self.full = False
+        log.info("accepting connections again (%d open)", len(self.connections))
+        for sock in self.sockets:
+            self._resume(sock)
+
     def _accept(self, sock: socket.socket) -> None:
         for _ in range(128):  # bounded, so that one busy listener cannot starve the loop
+            if self._at_capacity():
+                self._pause_when_full()
+                return
             try:
                 conn, _ = sock.accept()
             except (BlockingIOError, InterruptedError):
@@ -315,11 +359,13 @@ class Acceptor:
             conn.close()
 
     def _resume(self, sock: socket.socket) -> None:
-        if sock.fileno() >= 0:
+        if sock.fileno() >= 0 and not self.full:
             self.loop.add_reader(sock.fileno(), self._accept, sock)
 
     async def stop(self) -> None:
         """Accept everything queued, wait for those connections to start, stop listening."""
+        self.full = False
+        self.max_connections = 0  # the drain takes what is queued, whatever the limit
         for sock in self.sockets:
             self.loop.remove_reader(sock.fileno())
             while True:

@@ -14,7 +14,12 @@ Rules:
 4. A response that starts before the request body was read entirely carries
    `Connection: close`: the unread rest of the body is never parsed as a next request.
 5. A protocol error gets h11's status hint (400, 431, ...) and a close; nothing reaches
-   the app.
+   the app. So does a broken limit: request line 414, header count or field size or
+   whole head 431, a Content-Length above max_body_size 413 before any body is read
+   (and a chunked body that grows past it: 413 if nothing was sent yet, else a close).
+6. Timers: a request head must be complete within header_timeout of its first byte (or
+   of the connection's start): else 408 and a close (slowloris). Between requests an
+   idle connection lives keepalive_timeout.
 """
 
 from __future__ import annotations
@@ -75,11 +80,21 @@ class ConnectionSettings:
         server_header: bool,
         scheme: str = "http",
         websocket: WebSocketSettings | None = None,
+        header_timeout: float = 10.0,
+        limit_request_line: int = 8190,
+        limit_request_fields: int = 100,
+        limit_request_field_size: int = 8190,
+        max_body_size: int = 100 * 1024 * 1024,
     ) -> None:
         self.bridge = bridge
         self.websocket = websocket
         self.keepalive_timeout = keepalive_timeout
+        self.header_timeout = header_timeout
         self.max_incomplete_event_size = max_incomplete_event_size
+        self.limit_request_line = limit_request_line
+        self.limit_request_fields = limit_request_fields
+        self.limit_request_field_size = limit_request_field_size
+        self.max_body_size = max_body_size  # 0: no limit
         self.server_header = b"gunrunner" if server_header else None
         self.scheme = scheme
         # HTTP11Protocol and WebSocketProtocol: each has close_when_idle() and transport.
@@ -99,6 +114,7 @@ class _Exchange:
     __slots__ = (
         "_body",
         "_body_size",
+        "_body_total",
         "_body_waiter",
         "_done_waiters",
         "_pending_head",
@@ -139,12 +155,19 @@ class _Exchange:
         self.body_complete = False
         self._body: list[bytes] = []
         self._body_size = 0
+        self._body_total = 0
         self._body_waiter: asyncio.Future[None] | None = None
         self._done_waiters: list[asyncio.Future[None]] = []
         self._pending_head = b""
 
     # -- request body, fed by the protocol -------------------------------------------------
     def feed(self, data: bytes) -> None:
+        self._body_total += len(data)
+        limit = self.proto.settings.max_body_size
+        if limit and self._body_total > limit:
+            # Only a chunked body gets here: a Content-Length above it was refused.
+            self.proto.reject(413, f"request body larger than max_body_size ({limit} bytes)")
+            return
         self._body.append(data)
         self._body_size += len(data)
         if self._body_size > BODY_HIGH_WATER:
@@ -273,15 +296,38 @@ class _Exchange:
         self.proto.response_complete(self)
 
 
-def _scan_head(exchange: _Exchange) -> tuple[int, bytes | None]:
-    """Bytes of the request head (give or take optional whitespace), and its Upgrade."""
-    size = len(exchange.method) + len(exchange.raw_path) + len(exchange.query_string) + 14
-    upgrade = None
-    for name, value in exchange.headers:
-        size += len(name) + len(value) + 4
+def _check_head(
+    exchange: _Exchange, request: h11.Request, settings: ConnectionSettings
+) -> tuple[int, str, bytes | None]:
+    """(status, reason) for a head that breaks a limit, else (0, ""); and its Upgrade.
+
+    h11 measures only incomplete heads (max_incomplete_event_size); a head that arrived
+    whole in one read is measured here.
+    """
+    line = len(request.method) + len(request.target) + 10
+    if line > settings.limit_request_line:
+        return 414, f"request line longer than {settings.limit_request_line} bytes", None
+    headers = exchange.headers
+    if len(headers) > settings.limit_request_fields:
+        return 431, f"more than {settings.limit_request_fields} header fields", None
+    field_limit = settings.limit_request_field_size
+    size = line
+    upgrade = length = None
+    for name, value in headers:
+        field = len(name) + len(value)
+        if field > field_limit:
+            return 431, f"header field {name.decode()!r} longer than {field_limit} bytes", None
+        size += field + 4
         if name == b"upgrade":
             upgrade = value
-    return size, upgrade
+        elif name == b"content-length":
+            length = value
+    if size > settings.max_incomplete_event_size:
+        return 431, "request header block too large", None
+    limit = settings.max_body_size
+    if length is not None and limit and int(length) > limit:
+        return 413, f"Content-Length {int(length)} above max_body_size ({limit} bytes)", None
+    return 0, "", upgrade
 
 
 def _origin_form(target: bytes) -> bytes:
@@ -311,6 +357,7 @@ class HTTP11Protocol(asyncio.Protocol):
         self.exchange: _Exchange | None = None
         self._dispatch: _Exchange | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._idle = False  # the timer running is the keep-alive one
         self._paused_for_cycle = False
         self._paused_for_body = False
         self.write_paused = False
@@ -332,7 +379,7 @@ class HTTP11Protocol(asyncio.Protocol):
         self.settings.connections.add(self)
         if self.settings.draining:
             self._close_when_done = True
-        self._arm_idle_timer()
+        self._timer = self.loop.call_later(self.settings.header_timeout, self._head_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.settings.connections.discard(self)
@@ -345,8 +392,12 @@ class HTTP11Protocol(asyncio.Protocol):
         self._drain_waiters.clear()
 
     def data_received(self, data: bytes) -> None:
-        # The idle timer keeps running until a whole request head has arrived, so a
-        # client that trickles bytes cannot hold the connection past it.
+        if self._idle:
+            # A new request begins: its head must be complete within header_timeout,
+            # however slowly its bytes trickle in.
+            self._idle = False
+            self._cancel_timer()
+            self._timer = self.loop.call_later(self.settings.header_timeout, self._head_timeout)
         self.conn.receive_data(data)
         if not self._paused_for_cycle:
             self._handle_events()
@@ -383,17 +434,16 @@ class HTTP11Protocol(asyncio.Protocol):
                 return
             kind = type(event)
             if kind is h11.Data:
-                self.exchange.feed(event.data)  # type: ignore[union-attr]
+                exchange = self.exchange
+                exchange.feed(event.data)  # type: ignore[union-attr]
+                if exchange.disconnected:  # type: ignore[union-attr]
+                    return  # refused (max_body_size): the connection is closing
             elif kind is h11.Request:
                 self._cancel_timer()
                 exchange = _Exchange(self, event)  # type: ignore[arg-type]
-                size, upgrade = _scan_head(exchange)
-                if size > self.settings.max_incomplete_event_size:
-                    # h11 checks the limit only while a head is incomplete; a head that
-                    # arrived whole in one read is measured here.
-                    self._protocol_error(
-                        h11.RemoteProtocolError("request header block too large", 431)
-                    )
+                status, reason, upgrade = _check_head(exchange, event, self.settings)  # type: ignore[arg-type]
+                if status:
+                    self.reject(status, reason)
                     return
                 if upgrade and exchange.method == "GET" and b"websocket" in upgrade.lower():
                     self._upgrade_websocket(exchange, event)  # type: ignore[arg-type]
@@ -450,6 +500,10 @@ class HTTP11Protocol(asyncio.Protocol):
         )
         self.transport.set_protocol(proto)
         proto.start(exchange.headers, request.target, trailing)
+
+    def reject(self, status: int, reason: str) -> None:
+        """Refuse the request in progress with `status` and close (a limit was broken)."""
+        self._protocol_error(h11.RemoteProtocolError(reason, status))
 
     def _protocol_error(self, exc: h11.RemoteProtocolError) -> None:
         status = exc.error_status_hint
@@ -580,9 +634,11 @@ class HTTP11Protocol(asyncio.Protocol):
         if self._close_when_done and self._served:
             self.transport.close()
             return
+        self._idle = True
         self._timer = self.loop.call_later(self.settings.keepalive_timeout, self._idle_timeout)
 
     def _cancel_timer(self) -> None:
+        self._idle = False
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -591,6 +647,16 @@ class HTTP11Protocol(asyncio.Protocol):
         self._timer = None
         if self.exchange is None:
             self.transport.close()
+
+    def _head_timeout(self) -> None:
+        self._timer = None
+        if self.exchange is not None:
+            return
+        if self.conn.trailing_data[0]:
+            # Part of a head arrived, too slowly (slowloris): say so, then close.
+            self.reject(408, f"request head not complete within {self.settings.header_timeout}s")
+        else:
+            self.transport.close()  # nothing at all: no one to answer
 
 
 def _host_port(address: Any) -> tuple[str, int] | None:

@@ -1001,16 +1001,22 @@ def test_bad_content_length_from_app(app: str) -> None:
 
 @BOTH
 def test_idle_keepalive_connection_closed(app: str) -> None:
-    """--keepalive-timeout 1: an idle connection is closed after about a second."""
-    with running(app, *ONE, "--keepalive-timeout", "1", ready=1) as server:
+    """Idle after a response: keepalive_timeout; before or during a head: header_timeout."""
+    args = ("--keepalive-timeout", "1", "--header-timeout", "1.5")
+    with running(app, *ONE, *args, ready=1) as server:
         with H11Client(server) as client:
             assert client.request("GET", "/hello").status == 200
             started = time.monotonic()
             assert client.closed_by_server(3)
             assert time.monotonic() - started > 0.5
         with socket.create_connection((server.host, server.port), timeout=10) as sock:
-            assert closed_by_server(sock, 3)  # never sent a request
+            started = time.monotonic()
+            assert closed_by_server(sock, 4)  # never sent a byte: closed, nothing said
+            assert time.monotonic() - started > 1.0
         with socket.create_connection((server.host, server.port), timeout=10) as sock:
-            sock.sendall(b"GET /hello HTTP/1.1\r\n")  # a head that never ends
+            sock.sendall(b"GET /hello HTTP/1.1\r\n")  # a head that never ends (slowloris)
+            sock.settimeout(4)
+            reply = sock.recv(65536)
+            assert reply.startswith(b"HTTP/1.1 408 "), reply
             assert closed_by_server(sock, 3)
         assert_serves(server)

@@ -99,6 +99,7 @@ class Harness:
         keepalive_timeout: float = 5.0,
         max_head: int = 16384,
         settings: ConnectionSettings | None = None,
+        header_timeout: float = 10.0,
     ) -> None:
         if settings is None:
             settings = ConnectionSettings(
@@ -106,6 +107,7 @@ class Harness:
                 keepalive_timeout=keepalive_timeout,
                 max_incomplete_event_size=max_head,
                 server_header=True,
+                header_timeout=header_timeout,
             )
         self.settings = settings
         self.bridge: FakeBridge = settings.bridge  # type: ignore[assignment]
@@ -632,7 +634,8 @@ async def test_idle_connection_closed_after_keepalive_timeout() -> None:
     h.bridge.exchanges[0].respond(200, [], b"")
     await asyncio.sleep(0.15)
     assert h.transport.closed
-    fresh = Harness(keepalive_timeout=0.05)
+    # A connection that never sends a byte is closed after header_timeout.
+    fresh = Harness(keepalive_timeout=5.0, header_timeout=0.05)
     await asyncio.sleep(0.15)
     assert fresh.transport.closed
 
