@@ -15,6 +15,7 @@ from gunrunner._cpus import resolve_workers
 from gunrunner.arbiter import Arbiter
 from gunrunner.errors import EXIT_OK, ConfigError, GunrunnerError
 from gunrunner.net import Listeners
+from gunrunner.proxy import ProxyTrust
 from gunrunner.worker import load_app, serve_single
 
 log = logging.getLogger("gunrunner.main")
@@ -98,6 +99,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     if namespace.print_config:
         sys.stdout.write(config.render_toml(loaded))
         return EXIT_OK
+    ProxyTrust(options.forwarded_allow_ips)  # a bad entry is a config error before forking
     logs.setup(options.log_level, options.log_file)
     workers = resolve_workers(options.workers)
     listeners = Listeners(

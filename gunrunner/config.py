@@ -368,6 +368,14 @@ class Options:
         kind=BOOL,
         help="Offer the permessage-deflate WebSocket extension (compression).",
     )
+    forwarded_allow_ips: tuple[str, ...] = option(
+        ("127.0.0.1", "::1"),
+        kind=STR_LIST,
+        metavar="IP",
+        help='Proxies (addresses or networks, or "*") whose Forwarded / X-Forwarded-For / '
+        "-Proto / -Host headers set the client address, scheme and host; other peers' "
+        "are ignored. Unix-socket peers are trusted.",
+    )
     root_path: str = option(
         "",
         kind=STR,

@@ -39,6 +39,7 @@ from gunrunner.errors import (
 from gunrunner.net import describe
 from gunrunner.protocols.http11 import ConnectionSettings, HTTP11Protocol
 from gunrunner.protocols.websocket import WebSocketSettings
+from gunrunner.proxy import ProxyTrust
 from gunrunner.slots import Heartbeat
 
 log = logging.getLogger(__name__)
@@ -156,6 +157,7 @@ class Worker:
             limit_request_fields=options.limit_request_fields,
             limit_request_field_size=options.limit_request_field_size,
             max_body_size=options.max_body_size,
+            proxy=ProxyTrust(options.forwarded_allow_ips),
             websocket=WebSocketSettings(
                 max_message_size=options.ws_max_message_size,
                 max_queue=options.ws_max_queue,

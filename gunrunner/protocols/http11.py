@@ -37,6 +37,7 @@ import h11
 
 from gunrunner.apps.types import AppBridge, ClientDisconnected, Headers
 from gunrunner.protocols.websocket import WebSocketProtocol, WebSocketSettings
+from gunrunner.proxy import ProxyTrust
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,9 @@ class ConnectionSettings:
         limit_request_fields: int = 100,
         limit_request_field_size: int = 8190,
         max_body_size: int = 100 * 1024 * 1024,
+        proxy: ProxyTrust | None = None,
     ) -> None:
+        self.proxy = proxy
         self.bridge = bridge
         self.websocket = websocket
         self.keepalive_timeout = keepalive_timeout
@@ -330,6 +333,20 @@ def _check_head(
     return 0, "", upgrade
 
 
+def _apply_forwarded(exchange: _Exchange, proxy: ProxyTrust) -> None:
+    """Client, scheme and host as the trusted proxy in front of us reports them."""
+    client, scheme, host = proxy.resolve(exchange.headers, exchange.client, exchange.scheme)
+    exchange.client = client
+    exchange.scheme = scheme
+    if host:
+        name, _, port = host.rpartition(":") if host.count(":") == 1 else (host, "", "")
+        default = 443 if scheme in ("https", "wss") else 80
+        exchange.server = (name or host, int(port) if port.isdigit() else default)
+        # Apps build URLs from Host (PEP 3333, Starlette): it says what the client asked.
+        exchange.headers = [(n, v) for n, v in exchange.headers if n != b"host"]
+        exchange.headers.append((b"host", host.encode("latin-1")))
+
+
 def _origin_form(target: bytes) -> bytes:
     """The path and query of an absolute-form target (http://host/path?q)."""
     scheme_end = target.find(b"://")
@@ -358,6 +375,7 @@ class HTTP11Protocol(asyncio.Protocol):
         self._dispatch: _Exchange | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._idle = False  # the timer running is the keep-alive one
+        self._trusted = False  # the peer is a trusted proxy (forwarded_allow_ips)
         self._paused_for_cycle = False
         self._paused_for_body = False
         self.write_paused = False
@@ -376,6 +394,9 @@ class HTTP11Protocol(asyncio.Protocol):
                 pass
             self.client = _host_port(transport.get_extra_info("peername"))
             self.server = _host_port(transport.get_extra_info("sockname"))
+        proxy = self.settings.proxy
+        if proxy is not None:
+            self._trusted = proxy.trusts(self.client[0] if self.client else None)
         self.settings.connections.add(self)
         if self.settings.draining:
             self._close_when_done = True
@@ -441,6 +462,8 @@ class HTTP11Protocol(asyncio.Protocol):
             elif kind is h11.Request:
                 self._cancel_timer()
                 exchange = _Exchange(self, event)  # type: ignore[arg-type]
+                if self._trusted:
+                    _apply_forwarded(exchange, self.settings.proxy)  # type: ignore[arg-type]
                 status, reason, upgrade = _check_head(exchange, event, self.settings)  # type: ignore[arg-type]
                 if status:
                     self.reject(status, reason)
@@ -494,9 +517,9 @@ class HTTP11Protocol(asyncio.Protocol):
             query_string=exchange.query_string,
             headers=exchange.headers,
             http_version=exchange.http_version,
-            scheme=settings.scheme,
-            client=self.client,
-            server=self.server,
+            scheme=exchange.scheme,
+            client=exchange.client,
+            server=exchange.server,
         )
         self.transport.set_protocol(proto)
         proto.start(exchange.headers, request.target, trailing)

@@ -123,7 +123,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self.query_string = query_string
         self.headers = headers
         self.http_version = http_version
-        self.scheme = "wss" if scheme == "https" else "ws"
+        self.scheme = "wss" if scheme in ("https", "wss") else "ws"
         self.client = client
         self.server = server
         self.subprotocols: list[str] = []
