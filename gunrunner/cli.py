@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 
 from gunrunner import __version__, config, logs
 from gunrunner._cpus import resolve_workers
+from gunrunner.access import check_format
 from gunrunner.arbiter import Arbiter
 from gunrunner.errors import EXIT_OK, ConfigError, GunrunnerError
 from gunrunner.net import Listeners
@@ -54,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
             kwargs["metavar"] = meta["metavar"] or name.upper()
             if meta["kind"] is config.STR_LIST:
                 kwargs["action"] = "append"
+            if meta["const"] is not None:
+                kwargs["nargs"] = "?"
+                kwargs["const"] = meta["const"]
         parser.add_argument(*flags, **kwargs)
     return parser
 
@@ -100,6 +104,9 @@ def run(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(config.render_toml(loaded))
         return EXIT_OK
     ProxyTrust(options.forwarded_allow_ips)  # a bad entry is a config error before forking
+    problem = check_format(options.access_log_format)
+    if problem:
+        raise ConfigError(f"access_log_format: {problem}", key="access_log_format")
     logs.setup(options.log_level, options.log_file)
     workers = resolve_workers(options.workers)
     listeners = Listeners(

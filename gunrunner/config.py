@@ -147,6 +147,7 @@ def option(
     choices: tuple[str, ...] | None = None,
     minimum: float | None = None,
     metavar: str | None = None,
+    const: str | None = None,
 ) -> Any:
     """Declare one option: a dataclass field whose metadata drives CLI, TOML, env and docs."""
     meta = {
@@ -156,6 +157,7 @@ def option(
         "choices": choices,
         "minimum": minimum,
         "metavar": metavar,
+        "const": const,  # the value of a bare flag (--access-log alone)
     }
     return field(default=default, metadata=meta)
 
@@ -375,6 +377,28 @@ class Options:
         help='Proxies (addresses or networks, or "*") whose Forwarded / X-Forwarded-For / '
         "-Proto / -Host headers set the client address, scheme and host; other peers' "
         "are ignored. Unix-socket peers are trusted.",
+    )
+    access_log: str | None = option(
+        None,
+        kind=OPTIONAL_STR,
+        metavar="FILE",
+        const="-",
+        help='Access log: a file, or "-" (also --access-log alone) for stdout; "off" '
+        "disables it. Default: off, but on (stdout) with --reload. It costs throughput: "
+        "see README.",
+    )
+    access_log_format: str = option(
+        '{remote_addr} - - [{time}] "{request_line}" {status} {bytes} "{referer}" '
+        '"{user_agent}" {duration_ms}ms {request_id}',
+        kind=STR,
+        help="Text access log line with named fields: remote_addr time method path query "
+        "protocol request_line status bytes referer user_agent duration duration_ms "
+        "request_id pid.",
+    )
+    access_log_json: bool = option(
+        False,
+        kind=BOOL,
+        help="Write the access log as JSON lines (every field, escaped) instead of text.",
     )
     root_path: str = option(
         "",

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gunrunner import logs
+from gunrunner.access import AccessLog
 from gunrunner.apps.asgi import ASGIBridge, Lifespan, as_asgi3
 from gunrunner.apps.loader import detect_interface, import_app
 from gunrunner.apps.types import AppBridge
@@ -96,6 +97,7 @@ class Worker:
         self.options = context.options
         self._stop: asyncio.Future[str] | None = None
         self._give_up = asyncio.Event()
+        self._access: AccessLog | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
 
     # -- entry points ---------------------------------------------------------------------
@@ -158,6 +160,7 @@ class Worker:
             limit_request_field_size=options.limit_request_field_size,
             max_body_size=options.max_body_size,
             proxy=ProxyTrust(options.forwarded_allow_ips),
+            access=self._open_access_log(),
             websocket=WebSocketSettings(
                 max_message_size=options.ws_max_message_size,
                 max_queue=options.ws_max_queue,
@@ -243,8 +246,20 @@ class Worker:
             log.info("fast stop requested during the graceful stop: closing connections now")
             self._give_up.set()
 
+    def _open_access_log(self) -> AccessLog | None:
+        options = self.options
+        path = options.access_log
+        if path is None and options.reload:
+            path = "-"  # a development server shows its requests
+        if path is None or path == "off":
+            return None
+        self._access = AccessLog(path, options.access_log_format, options.access_log_json)
+        return self._access
+
     def _reopen_logs(self) -> None:
         logs.reopen()
+        if self._access is not None:
+            self._access.reopen()
         faulthandler.register(signal.SIGUSR2, file=logs.stream_fileno(), all_threads=True)
         log.info("log files reopened")
 

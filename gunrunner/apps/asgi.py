@@ -78,6 +78,8 @@ class ASGIBridge:
         }
         if self.state is not None:
             scope["state"] = self.state.copy()
+        if exchange.request_id is not None:
+            scope["gunrunner.request_id"] = exchange.request_id
         task = self.loop.create_task(_Cycle(self.app, scope, exchange).run())
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)

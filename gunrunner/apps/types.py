@@ -39,6 +39,7 @@ class Exchange(Protocol):
     scheme: str
     client: tuple[str, int] | None
     server: tuple[str, int] | None
+    request_id: str | None  # set when the access log is on
 
     @property
     def disconnected(self) -> bool: ...

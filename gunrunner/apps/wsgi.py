@@ -279,6 +279,8 @@ class WSGIBridge:
                     separator = "; " if key == "HTTP_COOKIE" else ", "
                     text = environ[key] + separator + text
                 environ[key] = text
+        if exchange.request_id is not None:
+            environ["gunrunner.request_id"] = exchange.request_id
         if exchange.body_known_empty():
             environ["wsgi.input"] = WSGIInput(None)
         else:

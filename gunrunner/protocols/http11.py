@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import time
 from email.utils import formatdate
@@ -35,6 +36,7 @@ from urllib.parse import unquote
 
 import h11
 
+from gunrunner.access import AccessLog
 from gunrunner.apps.types import AppBridge, ClientDisconnected, Headers
 from gunrunner.protocols.websocket import WebSocketProtocol, WebSocketSettings
 from gunrunner.proxy import ProxyTrust
@@ -87,8 +89,10 @@ class ConnectionSettings:
         limit_request_field_size: int = 8190,
         max_body_size: int = 100 * 1024 * 1024,
         proxy: ProxyTrust | None = None,
+        access: AccessLog | None = None,
     ) -> None:
         self.proxy = proxy
+        self.access = access
         self.bridge = bridge
         self.websocket = websocket
         self.keepalive_timeout = keepalive_timeout
@@ -132,9 +136,13 @@ class _Exchange:
         "proto",
         "query_string",
         "raw_path",
+        "request_id",
         "response_started",
         "scheme",
+        "sent",
         "server",
+        "started",
+        "status",
     )
 
     def __init__(self, proto: HTTP11Protocol, request: h11.Request) -> None:
@@ -162,6 +170,10 @@ class _Exchange:
         self._body_waiter: asyncio.Future[None] | None = None
         self._done_waiters: list[asyncio.Future[None]] = []
         self._pending_head = b""
+        self.request_id: str | None = None
+        self.status = 0
+        self.sent = 0  # body bytes sent, for the access log
+        self.started = 0.0
 
     # -- request body, fed by the protocol -------------------------------------------------
     def feed(self, data: bytes) -> None:
@@ -232,12 +244,14 @@ class _Exchange:
         if self.disconnected:
             return
         self.response_started = True
+        self.status = status
         proto = self.proto
         conn = proto.conn
         try:
             head = conn.send(proto.response(self, status, headers, len(body)))
             if body and self.method != "HEAD" and status not in _HAS_NO_BODY:
                 data = head + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage())
+                self.sent = len(body)
             else:
                 data = head + conn.send(h11.EndOfMessage())
         except _BAD_RESPONSE as exc:
@@ -250,6 +264,7 @@ class _Exchange:
         if self.disconnected:
             raise ClientDisconnected("client disconnected")
         self.response_started = True
+        self.status = status
         try:
             self._pending_head = self.proto.conn.send(
                 self.proto.response(self, status, headers, None)
@@ -272,6 +287,7 @@ class _Exchange:
                 out = self._pending_head + out
                 self._pending_head = b""
             proto.transport.write(out)
+            self.sent += len(data)
         if proto.write_paused:
             await proto.drain()
 
@@ -296,6 +312,20 @@ class _Exchange:
     def _complete(self) -> None:
         self.finished = True
         self._wake_done()
+        access = self.proto.settings.access
+        if access is not None:
+            access.log(
+                client=self.client,
+                method=self.method,
+                path=self.raw_path,
+                query=self.query_string,
+                http_version=self.http_version,
+                headers=self.headers,
+                status=self.status,
+                sent=self.sent,
+                duration=time.monotonic() - self.started,
+                request_id=self.request_id,
+            )
         self.proto.response_complete(self)
 
 
@@ -331,6 +361,15 @@ def _check_head(
     if length is not None and limit and int(length) > limit:
         return 413, f"Content-Length {int(length)} above max_body_size ({limit} bytes)", None
     return 0, "", upgrade
+
+
+def _request_id(headers: Headers, trusted: bool) -> str:
+    """X-Request-ID from a trusted proxy (if sane), else a fresh random one."""
+    if trusted:
+        for name, value in headers:
+            if name == b"x-request-id" and 0 < len(value) <= 200:
+                return value.decode("latin-1")
+    return os.urandom(8).hex()
 
 
 def _apply_forwarded(exchange: _Exchange, proxy: ProxyTrust) -> None:
@@ -464,6 +503,9 @@ class HTTP11Protocol(asyncio.Protocol):
                 exchange = _Exchange(self, event)  # type: ignore[arg-type]
                 if self._trusted:
                     _apply_forwarded(exchange, self.settings.proxy)  # type: ignore[arg-type]
+                if self.settings.access is not None:
+                    exchange.started = time.monotonic()
+                    exchange.request_id = _request_id(exchange.headers, self._trusted)
                 status, reason, upgrade = _check_head(exchange, event, self.settings)  # type: ignore[arg-type]
                 if status:
                     self.reject(status, reason)

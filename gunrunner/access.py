@@ -1,0 +1,138 @@
+"""The access log: one line per response, as text (combined log format) or JSON.
+
+Rules:
+1. Off unless asked for (on by default in --reload mode): when off, the request path
+   pays one attribute check.
+2. One write per line to a file opened O_APPEND: workers share the file and lines never
+   interleave. Reopened on SIGUSR1 (log rotation).
+3. Nothing a client sends can forge a line: text fields have control characters and
+   quotes escaped; JSON lines are escaped by json.dumps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import string
+import sys
+import time
+from typing import Any, TextIO
+
+COMBINED = (
+    '{remote_addr} - - [{time}] "{request_line}" {status} {bytes} "{referer}" '
+    '"{user_agent}" {duration_ms}ms {request_id}'
+)
+FIELDS = (
+    "remote_addr",
+    "time",
+    "method",
+    "path",
+    "query",
+    "protocol",
+    "request_line",
+    "status",
+    "bytes",
+    "referer",
+    "user_agent",
+    "duration",
+    "duration_ms",
+    "request_id",
+    "pid",
+)
+# Control characters, backslash and double quote: escaped in text lines.
+_ESCAPES = {c: f"\\x{c:02x}" for c in [*range(32), 127]}
+_ESCAPES[ord("\\")] = "\\\\"
+_ESCAPES[ord('"')] = '\\"'
+
+
+def check_format(fmt: str) -> str | None:
+    """Why a format string is unusable (an unknown field), or None."""
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(fmt) if name is not None]
+    except ValueError as exc:
+        return f"malformed format: {exc}"
+    unknown = [n for n in names if n not in FIELDS]
+    if unknown:
+        return f"unknown field {{{unknown[0]}}}; fields: {', '.join(FIELDS)}"
+    return None
+
+
+class AccessLog:
+    def __init__(self, path: str, fmt: str = COMBINED, as_json: bool = False) -> None:
+        self.path = path
+        self.fmt = fmt
+        self.as_json = as_json
+        self.pid = os.getpid()
+        self._stream = self._open()
+        self._time_second = 0
+        self._time_text = ""
+
+    def _open(self) -> TextIO:
+        if self.path == "-":
+            # Line-buffered even when stdout is a pipe, so that lines leave at once.
+            return open(sys.stdout.fileno(), "w", buffering=1, closefd=False)
+        return open(self.path, "a", buffering=1, encoding="utf-8")
+
+    def reopen(self) -> None:
+        old, self._stream = self._stream, self._open()
+        old.close()
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def _clf_time(self) -> str:
+        now = int(time.time())
+        if now != self._time_second:
+            self._time_second = now
+            self._time_text = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now))
+        return self._time_text
+
+    def log(
+        self,
+        *,
+        client: tuple[str, int] | None,
+        method: str,
+        path: bytes,
+        query: bytes,
+        http_version: str,
+        headers: list[tuple[bytes, bytes]],
+        status: int,
+        sent: int,
+        duration: float,
+        request_id: str | None,
+    ) -> None:
+        referer = user_agent = ""
+        for name, value in headers:
+            if name == b"referer":
+                referer = value.decode("latin-1")
+            elif name == b"user-agent":
+                user_agent = value.decode("latin-1")
+        target = path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+        protocol = "HTTP/" + http_version
+        fields: dict[str, Any] = {
+            "remote_addr": client[0] if client else "-",
+            "time": self._clf_time(),
+            "method": method,
+            "path": path.decode("latin-1"),
+            "query": query.decode("latin-1"),
+            "protocol": protocol,
+            "request_line": f"{method} {target} {protocol}",
+            "status": status,
+            "bytes": sent,
+            "referer": referer,
+            "user_agent": user_agent,
+            "duration": round(duration, 6),
+            "duration_ms": f"{duration * 1000:.1f}",
+            "request_id": request_id or "-",
+            "pid": self.pid,
+        }
+        if self.as_json:
+            line = json.dumps(fields, ensure_ascii=True, separators=(",", ":"))
+        else:
+            for key in ("request_line", "referer", "user_agent", "path", "query", "request_id"):
+                fields[key] = fields[key].translate(_ESCAPES) or "-"
+            line = self.fmt.format(**fields)
+        try:
+            self._stream.write(line + "\n")
+        except (OSError, ValueError):
+            pass  # a full disk must not take the server down; the error log still works
