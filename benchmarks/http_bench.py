@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -61,11 +62,12 @@ class WrkResult:
 def server_specs(args: argparse.Namespace) -> list[ServerSpec]:
     py = sys.executable
     gr_threads = [] if args.threads is None else ["--threads", str(args.threads)]
+    gr_extra = shlex.split(args.gunrunner_args)
     return [
         ServerSpec(
             "gunrunner-asgi", "ASGI", "gunrunner.__main__",
             lambda port: [py, "-m", "gunrunner", ASGI_APP, "--bind", f"{LOOPBACK}:{port}",
-                          "--workers", "1", "--log-level", "warning"],
+                          "--workers", "1", "--log-level", "warning", *gr_extra],
         ),
         ServerSpec(
             "uvicorn-h11", "ASGI", "uvicorn",
@@ -76,7 +78,8 @@ def server_specs(args: argparse.Namespace) -> list[ServerSpec]:
         ServerSpec(
             "gunrunner-wsgi", "WSGI", "gunrunner.__main__",
             lambda port: [py, "-m", "gunrunner", WSGI_APP, "--bind", f"{LOOPBACK}:{port}",
-                          "--workers", "1", "--log-level", "warning", *gr_threads],
+                          "--workers", "1", "--log-level", "warning", *gr_threads,
+                          *gr_extra],
         ),
         ServerSpec(
             "gunicorn-gthread", "WSGI", "gunicorn",
@@ -319,6 +322,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="gunrunner WSGI --threads (default: the server's default)",
     )
     p.add_argument("--gunicorn-threads", type=int, default=4, help="gunicorn gthread --threads")
+    p.add_argument(
+        "--gunrunner-args",
+        default="",
+        help='extra arguments for both gunrunner servers, e.g. "--access-log /tmp/a.log"',
+    )
     p.add_argument(
         "--only", default=None, help="comma list of server names or prefixes, e.g. uvicorn,gunicorn"
     )
