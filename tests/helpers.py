@@ -20,6 +20,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+# Log files of every server started; tests may read them after stop(), so they are
+# removed at the end of the session (tests/conftest.py).
+CREATED_LOGS: list[Path] = []
 LISTENING = re.compile(r"listening on http://(\[[^\]]+\]|[^ ,:]+):(\d+)")
 
 
@@ -168,6 +171,7 @@ def start(
     )
     os.close(log_fd)
     server = Server(proc, Path(log_name))
+    CREATED_LOGS.append(server.log_path)
     if wait:
         try:
             match = server.wait_for(LISTENING.pattern)

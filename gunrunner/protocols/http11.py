@@ -331,36 +331,42 @@ class _Exchange:
 
 def _check_head(
     exchange: _Exchange, request: h11.Request, settings: ConnectionSettings
-) -> tuple[int, str, bytes | None]:
-    """(status, reason) for a head that breaks a limit, else (0, ""); and its Upgrade.
+) -> tuple[int, str, bytes | None, bool]:
+    """(status, reason) for a head that breaks a limit, else (0, ""); its Upgrade; and
+    whether it carries forwarding headers (one pass over the headers for all of it).
 
     h11 measures only incomplete heads (max_incomplete_event_size); a head that arrived
     whole in one read is measured here.
     """
     line = len(request.method) + len(request.target) + 10
     if line > settings.limit_request_line:
-        return 414, f"request line longer than {settings.limit_request_line} bytes", None
+        return 414, f"request line longer than {settings.limit_request_line} bytes", None, False
     headers = exchange.headers
     if len(headers) > settings.limit_request_fields:
-        return 431, f"more than {settings.limit_request_fields} header fields", None
+        return 431, f"more than {settings.limit_request_fields} header fields", None, False
     field_limit = settings.limit_request_field_size
     size = line
     upgrade = length = None
+    forwarded = False
     for name, value in headers:
         field = len(name) + len(value)
         if field > field_limit:
-            return 431, f"header field {name.decode()!r} longer than {field_limit} bytes", None
+            reason = f"header field {name.decode()!r} longer than {field_limit} bytes"
+            return 431, reason, None, False
         size += field + 4
         if name == b"upgrade":
             upgrade = value
         elif name == b"content-length":
             length = value
+        elif name == b"forwarded" or name.startswith(b"x-forwarded-"):
+            forwarded = True
     if size > settings.max_incomplete_event_size:
-        return 431, "request header block too large", None
+        return 431, "request header block too large", None, False
     limit = settings.max_body_size
     if length is not None and limit and int(length) > limit:
-        return 413, f"Content-Length {int(length)} above max_body_size ({limit} bytes)", None
-    return 0, "", upgrade
+        reason = f"Content-Length {int(length)} above max_body_size ({limit} bytes)"
+        return 413, reason, None, False
+    return 0, "", upgrade, forwarded
 
 
 def _request_id(headers: Headers, trusted: bool) -> str:
@@ -501,15 +507,15 @@ class HTTP11Protocol(asyncio.Protocol):
             elif kind is h11.Request:
                 self._cancel_timer()
                 exchange = _Exchange(self, event)  # type: ignore[arg-type]
-                if self._trusted:
+                status, reason, upgrade, forwarded = _check_head(exchange, event, self.settings)  # type: ignore[arg-type]
+                if status:
+                    self.reject(status, reason)
+                    return
+                if forwarded and self._trusted:
                     _apply_forwarded(exchange, self.settings.proxy)  # type: ignore[arg-type]
                 if self.settings.access is not None:
                     exchange.started = time.monotonic()
                     exchange.request_id = _request_id(exchange.headers, self._trusted)
-                status, reason, upgrade = _check_head(exchange, event, self.settings)  # type: ignore[arg-type]
-                if status:
-                    self.reject(status, reason)
-                    return
                 if upgrade and exchange.method == "GET" and b"websocket" in upgrade.lower():
                     self._upgrade_websocket(exchange, event)  # type: ignore[arg-type]
                     return
