@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import logging
 import os
+import resource
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -108,6 +109,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     if problem:
         raise ConfigError(f"access_log_format: {problem}", key="access_log_format")
     logs.setup(options.log_level, options.log_file)
+    raise_fd_limit(options.worker_connections + 64)
     workers = resolve_workers(options.workers)
     listeners = Listeners(
         options.bind,
@@ -138,6 +140,32 @@ def run(argv: Sequence[str] | None = None) -> int:
             return Arbiter(loaded, values, listeners, max(workers, 1)).run()
     finally:
         listeners.close_all()
+
+
+def raise_fd_limit(needed: int) -> None:
+    """Lift the soft open-files limit to `needed` (as far as the hard limit allows).
+
+    Every worker holds up to worker_connections sockets plus its own files; a soft limit
+    of 1024, common on desktops and in containers, would make accept() fail long before.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            target = soft
+        else:
+            log.info("raised the open-files limit from %d to %d (worker_connections)", soft, target)
+    if target < needed:
+        log.warning(
+            "open-files limit %d is below what worker_connections needs (%d); raise it "
+            "(ulimit -n, or LimitNOFILE= in systemd) or lower worker_connections",
+            target,
+            needed,
+        )
 
 
 def _url(name: str) -> str:

@@ -156,3 +156,26 @@ def test_two_thousand_idle_connections_do_not_block_a_new_client() -> None:
         finally:
             for sock in idle:
                 sock.close()
+
+
+def test_open_files_limit_is_raised_for_worker_connections() -> None:
+    """A soft open-files limit below worker_connections is raised (up to the hard one)."""
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    if shutil.which("prlimit") is None:
+        pytest.skip("prlimit (util-linux) is not installed")
+    cmd = [
+        "prlimit", "--nofile=256:2000", sys.executable, "-m", "gunrunner",
+        "tests.apps.basic:wsgi_pid", "--bind", "127.0.0.1:0", "--worker-connections", "1000",
+        "--check-config",
+    ]  # fmt: skip
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "raised the open-files limit from 256 to 1064" in result.stderr
+    cmd[1] = "--nofile=256:512"
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=30, check=False)
+    assert "open-files limit 512 is below what worker_connections needs (1064)" in result.stderr
