@@ -7,7 +7,6 @@ process spoke. The file named by `log_file` is reopened on SIGUSR1 (log rotation
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from typing import TextIO
 
@@ -82,7 +81,3 @@ def stream_fileno() -> int:
         except (AttributeError, OSError, ValueError):
             pass
     return 2
-
-
-def pid_tag() -> str:
-    return f"{_role} {os.getpid()}"

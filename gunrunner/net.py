@@ -238,11 +238,6 @@ def describe(sock: socket.socket) -> str:
     return f"{name[0]}:{name[1]}"
 
 
-def set_nodelay(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
 class Listeners:
     """The listening sockets of every worker slot.
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from typing import Any
 
 from gunrunner.apps.types import (
@@ -80,9 +81,7 @@ class ASGIBridge:
             scope["state"] = self.state.copy()
         if exchange.request_id is not None:
             scope["gunrunner.request_id"] = exchange.request_id
-        task = self.loop.create_task(_Cycle(self.app, scope, exchange).run())
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        self._start(_Cycle(self.app, scope, exchange).run())
 
     def handle_websocket(self, session: WebSocketSession) -> None:
         scope: dict[str, Any] = {
@@ -102,7 +101,11 @@ class ASGIBridge:
         }
         if self.state is not None:
             scope["state"] = self.state.copy()
-        task = self.loop.create_task(_WebSocketCycle(self.app, scope, session).run())
+        self._start(_WebSocketCycle(self.app, scope, session).run())
+
+    def _start(self, cycle: Coroutine[Any, Any, None]) -> None:
+        """Run one request's cycle as a task, kept until done (cancelled at shutdown)."""
+        task = self.loop.create_task(cycle)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 

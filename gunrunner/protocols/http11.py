@@ -29,6 +29,7 @@ import logging
 import os
 import socket
 import time
+from dataclasses import KW_ONLY, dataclass, field
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any
@@ -71,42 +72,27 @@ def date_header() -> bytes:
     return _date_value
 
 
+@dataclass(eq=False, slots=True)
 class ConnectionSettings:
     """What every connection of a worker shares: bridge, limits, the drain flag."""
 
-    def __init__(
-        self,
-        bridge: AppBridge,
-        *,
-        keepalive_timeout: float,
-        max_incomplete_event_size: int,
-        server_header: bool,
-        scheme: str = "http",
-        websocket: WebSocketSettings | None = None,
-        header_timeout: float = 10.0,
-        limit_request_line: int = 8190,
-        limit_request_fields: int = 100,
-        limit_request_field_size: int = 8190,
-        max_body_size: int = 100 * 1024 * 1024,
-        proxy: ProxyTrust | None = None,
-        access: AccessLog | None = None,
-    ) -> None:
-        self.proxy = proxy
-        self.access = access
-        self.bridge = bridge
-        self.websocket = websocket
-        self.keepalive_timeout = keepalive_timeout
-        self.header_timeout = header_timeout
-        self.max_incomplete_event_size = max_incomplete_event_size
-        self.limit_request_line = limit_request_line
-        self.limit_request_fields = limit_request_fields
-        self.limit_request_field_size = limit_request_field_size
-        self.max_body_size = max_body_size  # 0: no limit
-        self.server_header = b"gunrunner" if server_header else None
-        self.scheme = scheme
-        # HTTP11Protocol and WebSocketProtocol: each has close_when_idle() and transport.
-        self.connections: set[Any] = set()
-        self.draining = False
+    bridge: AppBridge
+    _: KW_ONLY
+    keepalive_timeout: float
+    max_incomplete_event_size: int
+    server_header: bool
+    scheme: str = "http"
+    websocket: WebSocketSettings | None = None
+    header_timeout: float = 10.0
+    limit_request_line: int = 8190
+    limit_request_fields: int = 100
+    limit_request_field_size: int = 8190
+    max_body_size: int = 100 * 1024 * 1024  # 0: no limit
+    proxy: ProxyTrust | None = None
+    access: AccessLog | None = None
+    # HTTP11Protocol and WebSocketProtocol: each has close_when_idle() and transport.
+    connections: set[Any] = field(default_factory=set)
+    draining: bool = False
 
     def drain(self) -> None:
         """Stop keeping connections alive: idle ones close now, busy ones after their response."""
@@ -617,8 +603,8 @@ class HTTP11Protocol(asyncio.Protocol):
             elif lowered == b"server":
                 has_server = True
         extra: Headers = [(b"date", date_header())]
-        if not has_server and self.settings.server_header is not None:
-            extra.append((b"server", self.settings.server_header))
+        if not has_server and self.settings.server_header:
+            extra.append((b"server", b"gunrunner"))
         if length is not None and not has_length and status not in _HAS_NO_BODY and status >= 200:
             extra.append((b"content-length", b"%d" % length))
         if self._close_when_done or self.settings.draining or not exchange.body_complete:

@@ -24,6 +24,7 @@ import collections
 import logging
 import os
 import zlib
+from dataclasses import dataclass
 from typing import Any
 
 import wsproto
@@ -75,23 +76,15 @@ class BoundedPerMessageDeflate(PerMessageDeflate):
         return super().frame_inbound_complete(proto, fin)
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
 class WebSocketSettings:
     """Limits shared by every WebSocket of a worker."""
 
-    def __init__(
-        self,
-        *,
-        max_message_size: int,
-        max_queue: int,
-        ping_interval: float,
-        ping_timeout: float,
-        per_message_deflate: bool,
-    ) -> None:
-        self.max_message_size = max_message_size
-        self.max_queue = max_queue
-        self.ping_interval = ping_interval
-        self.ping_timeout = ping_timeout
-        self.per_message_deflate = per_message_deflate
+    max_message_size: int
+    max_queue: int
+    ping_interval: float
+    ping_timeout: float
+    per_message_deflate: bool
 
 
 class WebSocketProtocol(asyncio.Protocol):
