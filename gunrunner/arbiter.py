@@ -54,6 +54,7 @@ from gunrunner.errors import (
 from gunrunner.net import Listeners
 from gunrunner.reload import Watcher
 from gunrunner.slots import Heartbeat, SlotState, SlotTable, WorkerSlot
+from gunrunner.tls import build_tls
 from gunrunner.worker import STATUS_ERROR, STATUS_READY, Worker, WorkerContext
 
 log = logging.getLogger(__name__)
@@ -267,6 +268,7 @@ class Arbiter:
         log.info("SIGHUP: reloading the configuration and replacing the workers")
         try:
             loaded = config.load(self.cli_values, self.loaded.config_file)
+            build_tls(loaded.options)  # renewed certificates must load before workers use them
         except GunrunnerError as exc:
             log.error("%s; keeping the running configuration", exc)
             return

@@ -18,6 +18,7 @@ from gunrunner.arbiter import Arbiter
 from gunrunner.errors import EXIT_OK, ConfigError, GunrunnerError
 from gunrunner.net import Listeners
 from gunrunner.proxy import ProxyTrust
+from gunrunner.tls import build_tls
 from gunrunner.worker import load_app, serve_single
 
 log = logging.getLogger("gunrunner.main")
@@ -108,6 +109,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     problem = check_format(options.access_log_format)
     if problem:
         raise ConfigError(f"access_log_format: {problem}", key="access_log_format")
+    tls = build_tls(options)  # unreadable or mismatched certificates: a config error now
     logs.setup(options.log_level, options.log_file)
     raise_fd_limit(options.worker_connections + 64)
     workers = resolve_workers(options.workers)
@@ -128,7 +130,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     if not options.app:
         listeners.close_all()
         raise ConfigError("no app given: pass module:attribute, or set app in the config file")
-    urls = ", ".join(_url(name) for name in listeners.names())
+    urls = ", ".join(_url(name, tls is not None) for name in listeners.names())
     try:
         with _pidfile(options.pidfile):
             if workers <= 1 and not options.reload:
@@ -168,8 +170,10 @@ def raise_fd_limit(needed: int) -> None:
         )
 
 
-def _url(name: str) -> str:
-    return name if name.startswith("unix:") else "http://" + name
+def _url(name: str, tls: bool) -> str:
+    if name.startswith("unix:"):
+        return name + (" (TLS)" if tls else "")
+    return ("https://" if tls else "http://") + name
 
 
 @contextlib.contextmanager

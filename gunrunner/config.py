@@ -370,6 +370,53 @@ class Options:
         kind=BOOL,
         help="Offer the permessage-deflate WebSocket extension (compression).",
     )
+    certfile: str | None = option(
+        None,
+        kind=OPTIONAL_STR,
+        metavar="FILE",
+        help="Serve HTTPS: the PEM certificate chain (server certificate first). "
+        "Re-read by the new workers on HUP, so renewed certificates need no restart.",
+    )
+    keyfile: str | None = option(
+        None,
+        kind=OPTIONAL_STR,
+        metavar="FILE",
+        help="The PEM private key of certfile (omit it when certfile holds the key).",
+    )
+    keyfile_password: str | None = option(
+        None,
+        kind=OPTIONAL_STR,
+        metavar="PASSWORD",
+        help="Password of an encrypted keyfile. Prefer the config file or the "
+        "GUNRUNNER_KEYFILE_PASSWORD env var: a command line is visible to other users. "
+        "Never printed by --print-config.",
+    )
+    ca_certs: str | None = option(
+        None,
+        kind=OPTIONAL_STR,
+        metavar="FILE",
+        help="PEM file of the CAs that client certificates are checked against.",
+    )
+    cert_reqs: str = option(
+        "none",
+        kind=STR,
+        choices=("none", "optional", "required"),
+        help="Client certificates: not asked for, checked when sent, or required (needs "
+        "ca_certs).",
+    )
+    ciphers: str | None = option(
+        None,
+        kind=OPTIONAL_STR,
+        metavar="LIST",
+        help="OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are OpenSSL's); default: "
+        "Python's secure default.",
+    )
+    tls_min_version: str = option(
+        "1.2",
+        kind=STR,
+        choices=("1.2", "1.3"),
+        help="Oldest TLS version accepted.",
+    )
     forwarded_allow_ips: tuple[str, ...] = option(
         ("127.0.0.1", "::1"),
         kind=STR_LIST,
@@ -600,10 +647,17 @@ def load(
     return Loaded(Options(**merged), sources, config_file)
 
 
+# Values --print-config must not show.
+SECRET_OPTIONS = frozenset({"keyfile_password"})
+
+
 def render_toml(loaded: Loaded) -> str:
     """The effective configuration as TOML, each value commented with its source."""
     lines = ["# gunrunner effective configuration; the comment says where each value came from"]
     for name in FIELDS:
         value = getattr(loaded.options, name)
+        if name in SECRET_OPTIONS and value is not None:
+            lines.append(f"# {name} is set (not shown)  # {loaded.sources[name]}")
+            continue
         lines.append(f"{name} = {kind_of(name).to_toml(value)}  # {loaded.sources[name]}")
     return "\n".join(lines) + "\n"

@@ -18,6 +18,8 @@ import logging
 import os
 import signal
 import socket
+import ssl
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +44,7 @@ from gunrunner.protocols.http11 import ConnectionSettings, HTTP11Protocol
 from gunrunner.protocols.websocket import WebSocketSettings
 from gunrunner.proxy import ProxyTrust
 from gunrunner.slots import Heartbeat
+from gunrunner.tls import build_tls
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +152,7 @@ class Worker:
                 if lifespan.supported:
                     state = lifespan.state
             bridge = ASGIBridge(asgi_app, root_path=options.root_path, state=state)
+        tls = build_tls(options)  # read the certificate files now: HUP renews them
         settings = ConnectionSettings(
             bridge,
             keepalive_timeout=options.keepalive_timeout,
@@ -161,6 +165,8 @@ class Worker:
             max_body_size=options.max_body_size,
             proxy=ProxyTrust(options.forwarded_allow_ips),
             access=self._open_access_log(),
+            tls=tls,
+            scheme="https" if tls is not None else "http",
             websocket=WebSocketSettings(
                 max_message_size=options.ws_max_message_size,
                 max_queue=options.ws_max_queue,
@@ -173,6 +179,8 @@ class Worker:
         acceptor = Acceptor(
             loop, self.ctx.sockets, factory, settings.connections, options.worker_connections
         )
+        if tls is not None:
+            acceptor.use_tls(tls.context, handshake_timeout=options.header_timeout)
         self._tick()
         self._report(STATUS_READY)
         where = ", ".join(describe(s) for s in self.ctx.sockets)
@@ -314,9 +322,18 @@ class Acceptor:
         self.max_connections = max_connections
         self.full = False
         self.pending: set[asyncio.Task[Any]] = set()
+        self.tls_args: dict[str, Any] = {}
         for sock in sockets:
             sock.setblocking(False)
             loop.add_reader(sock.fileno(), self._accept, sock)
+
+    def use_tls(self, context: ssl.SSLContext, handshake_timeout: float) -> None:
+        """Wrap accepted connections in TLS; the handshake counts against header_timeout."""
+        self.tls_args = {"ssl": context, "ssl_handshake_timeout": handshake_timeout}
+        if sys.version_info >= (3, 11):
+            # Closing waits this long for the client's close_notify, holding the
+            # connection (and a drain) open; asyncio's default is 30 s.
+            self.tls_args["ssl_shutdown_timeout"] = 5.0
 
     def _at_capacity(self) -> bool:
         return bool(self.max_connections) and (
@@ -353,7 +370,7 @@ class Acceptor:
                 self._pause_when_full()
                 return
             try:
-                conn, _ = sock.accept()
+                conn, peer = sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
@@ -364,15 +381,18 @@ class Acceptor:
                 self.loop.call_later(1.0, self._resume, sock)
                 return
             conn.setblocking(False)
-            task = self.loop.create_task(self._connect(conn))
+            task = self.loop.create_task(self._connect(conn, peer))
             self.pending.add(task)
             task.add_done_callback(self.pending.discard)
 
-    async def _connect(self, conn: socket.socket) -> None:
+    async def _connect(self, conn: socket.socket, peer: Any) -> None:
         try:
-            await self.loop.connect_accepted_socket(self.factory, conn)
+            await self.loop.connect_accepted_socket(self.factory, conn, **self.tls_args)
         except OSError as exc:
-            log.debug("connection lost before it was set up: %s", exc)
+            # Plain HTTP or garbage on a TLS port, a failed client certificate, a
+            # handshake too slow: that client's problem, not the operator's.
+            what = "TLS handshake failed" if self.tls_args else "connection lost before set-up"
+            log.debug("%s (peer %s): %s", what, describe_peer(peer), exc)
             conn.close()
 
     def _resume(self, sock: socket.socket) -> None:
@@ -399,6 +419,13 @@ class Acceptor:
             if sock.fileno() >= 0:
                 self.loop.remove_reader(sock.fileno())
                 sock.close()
+
+
+def describe_peer(peer: Any) -> str:
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        host = str(peer[0])
+        return f"[{host}]:{peer[1]}" if ":" in host else f"{host}:{peer[1]}"
+    return "unix socket"
 
 
 def serve_single(options: Options, sockets: list[socket.socket]) -> int:

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 # Log files of every server started; tests may read them after stop(), so they are
 # removed at the end of the session (tests/conftest.py).
 CREATED_LOGS: list[Path] = []
-LISTENING = re.compile(r"listening on http://(\[[^\]]+\]|[^ ,:]+):(\d+)")
+LISTENING = re.compile(r"listening on https?://(\[[^\]]+\]|[^ ,:]+):(\d+)")
 
 
 def children_of(pid: int) -> list[int]:

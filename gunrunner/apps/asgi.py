@@ -77,6 +77,8 @@ class ASGIBridge:
             "server": exchange.server,
             "extensions": {},
         }
+        if exchange.tls is not None:
+            scope["extensions"]["tls"] = exchange.tls
         if self.state is not None:
             scope["state"] = self.state.copy()
         if exchange.request_id is not None:
@@ -99,6 +101,8 @@ class ASGIBridge:
             "subprotocols": session.subprotocols,
             "extensions": {"websocket.http.response": {}},
         }
+        if session.tls is not None:
+            scope["extensions"]["tls"] = session.tls
         if self.state is not None:
             scope["state"] = self.state.copy()
         self._start(_WebSocketCycle(self.app, scope, session).run())

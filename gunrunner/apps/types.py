@@ -40,6 +40,7 @@ class Exchange(Protocol):
     client: tuple[str, int] | None
     server: tuple[str, int] | None
     request_id: str | None  # set when the access log is on
+    tls: dict[str, Any] | None  # the ASGI tls extension on TLS connections, else None
 
     @property
     def disconnected(self) -> bool: ...
@@ -104,6 +105,7 @@ class WebSocketSession(Protocol):
     scheme: str  # "ws" or "wss"
     client: tuple[str, int] | None
     server: tuple[str, int] | None
+    tls: dict[str, Any] | None
     subprotocols: list[str]
 
     def accept(self, subprotocol: str | None, headers: Headers) -> None:

@@ -281,6 +281,8 @@ class WSGIBridge:
                 environ[key] = text
         if exchange.request_id is not None:
             environ["gunrunner.request_id"] = exchange.request_id
+        if exchange.tls is not None:
+            environ["gunrunner.tls"] = exchange.tls  # the ASGI tls extension's dict
         if exchange.body_known_empty():
             environ["wsgi.input"] = WSGIInput(None)
         else:

@@ -41,6 +41,7 @@ from gunrunner.access import AccessLog
 from gunrunner.apps.types import AppBridge, ClientDisconnected, Headers
 from gunrunner.protocols.websocket import WebSocketProtocol, WebSocketSettings
 from gunrunner.proxy import ProxyTrust
+from gunrunner.tls import TLSServer
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ class ConnectionSettings:
     max_body_size: int = 100 * 1024 * 1024  # 0: no limit
     proxy: ProxyTrust | None = None
     access: AccessLog | None = None
+    tls: TLSServer | None = None  # set: connections arrive TLS-wrapped (scheme https)
     # HTTP11Protocol and WebSocketProtocol: each has close_when_idle() and transport.
     connections: set[Any] = field(default_factory=set)
     draining: bool = False
@@ -129,6 +131,7 @@ class _Exchange:
         "server",
         "started",
         "status",
+        "tls",
     )
 
     def __init__(self, proto: HTTP11Protocol, request: h11.Request) -> None:
@@ -146,6 +149,7 @@ class _Exchange:
         self.scheme = proto.settings.scheme
         self.client = proto.client
         self.server = proto.server
+        self.tls = proto.tls
         self.disconnected = False
         self.response_started = False
         self.finished = False
@@ -402,6 +406,7 @@ class HTTP11Protocol(asyncio.Protocol):
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int] | None = None
+        self.tls: dict[str, Any] | None = None  # the ASGI tls extension, on TLS connections
         self.exchange: _Exchange | None = None
         self._dispatch: _Exchange | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -425,6 +430,10 @@ class HTTP11Protocol(asyncio.Protocol):
                 pass
             self.client = _host_port(transport.get_extra_info("peername"))
             self.server = _host_port(transport.get_extra_info("sockname"))
+        if self.settings.tls is not None:
+            ssl_object = transport.get_extra_info("ssl_object")
+            if ssl_object is not None:
+                self.tls = self.settings.tls.connection_info(ssl_object)
         proxy = self.settings.proxy
         if proxy is not None:
             self._trusted = proxy.trusts(self.client[0] if self.client else None)
@@ -444,6 +453,12 @@ class HTTP11Protocol(asyncio.Protocol):
         self._drain_waiters.clear()
 
     def data_received(self, data: bytes) -> None:
+        if data[0] == 0x16 and self._fresh():
+            # 0x16 opens a TLS handshake record, never an HTTP request: a client
+            # speaking HTTPS to a plain port. Nothing we could answer would reach it.
+            log.debug("TLS handshake on a plain-HTTP port from %s; closed", self.client)
+            self.transport.close()
+            return
         if self._idle:
             # A new request begins: its head must be complete within header_timeout,
             # however slowly its bytes trickle in.
@@ -453,6 +468,10 @@ class HTTP11Protocol(asyncio.Protocol):
         self.conn.receive_data(data)
         if not self._paused_for_cycle:
             self._handle_events()
+
+    def _fresh(self) -> bool:
+        """Nothing has been received on this connection yet."""
+        return self._served == 0 and self.exchange is None and not self.conn.trailing_data[0]
 
     def eof_received(self) -> bool:
         # A client that closes its side has gone away (nginx logs it as 499): returning
@@ -554,6 +573,7 @@ class HTTP11Protocol(asyncio.Protocol):
             scheme=exchange.scheme,
             client=exchange.client,
             server=exchange.server,
+            tls=exchange.tls,
         )
         self.transport.set_protocol(proto)
         proto.start(exchange.headers, request.target, trailing)

@@ -105,6 +105,7 @@ class WebSocketProtocol(asyncio.Protocol):
         scheme: str,
         client: tuple[str, int] | None,
         server: tuple[str, int] | None,
+        tls: dict[str, Any] | None = None,
     ) -> None:
         self.settings = settings
         self.connections = connections
@@ -119,6 +120,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self.scheme = "wss" if scheme in ("https", "wss") else "ws"
         self.client = client
         self.server = server
+        self.tls = tls
         self.subprotocols: list[str] = []
         self.conn = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
         self._offered_extensions: list[str] = []

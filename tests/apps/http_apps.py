@@ -91,6 +91,9 @@ def wsgi_app(environ: dict[str, Any], start_response: StartResponse) -> Iterable
         shown["body"] = _digest(stream.read())
         start_response("200 OK", as_json)
         return [_json(shown)]
+    if path == "/tls":
+        start_response("200 OK", as_json)
+        return [_json(environ.get("gunrunner.tls"))]
     if path == "/stream":
         count = int(query.get("n", "3"))
         size = int(query.get("size", "0"))
@@ -281,6 +284,8 @@ async def asgi_app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
         shown = _scope_view(scope)
         shown["body"] = _digest(body)
         await _respond(send, 200, _json(shown), json_headers)
+    elif path == "/tls":
+        await _respond(send, 200, _json(scope["extensions"].get("tls")), json_headers)
     elif path == "/stream":
         count = int(query.get("n", "3"))
         await send({"type": "http.response.start", "status": 200, "headers": []})

@@ -226,6 +226,7 @@ class FakeExchange:
         self.client: tuple[str, int] | None = ("10.1.2.3", 41000)
         self.server: tuple[str, int] | None = ("127.0.0.1", 8000)
         self.request_id: str | None = None  # the Exchange seam: set when the access log is on
+        self.tls: dict[str, Any] | None = None
         self.disconnected = False
         self.response_started = False
         self.pieces = list(pieces or [])
