@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Coroutine
 from typing import Any
 
@@ -75,7 +76,7 @@ class ASGIBridge:
             "headers": exchange.headers,
             "client": exchange.client,
             "server": exchange.server,
-            "extensions": {},
+            "extensions": {"http.response.trailers": {}, "http.response.pathsend": {}},
         }
         if exchange.tls is not None:
             scope["extensions"]["tls"] = exchange.tls
@@ -117,7 +118,17 @@ class ASGIBridge:
 class _Cycle:
     """receive() and send() for one request."""
 
-    __slots__ = ("app", "body_done", "exchange", "finished", "headers", "scope", "status")
+    __slots__ = (
+        "app",
+        "body_done",
+        "exchange",
+        "finished",
+        "headers",
+        "scope",
+        "status",
+        "trailers",
+        "trailers_wanted",
+    )
 
     def __init__(self, app: ASGI3App, scope: Scope, exchange: Exchange) -> None:
         self.app = app
@@ -127,6 +138,8 @@ class _Cycle:
         self.headers: Headers = []
         self.body_done = False
         self.finished = False
+        self.trailers_wanted = False  # http.response.start said trailers: True
+        self.trailers: Headers | None = None  # set once the body ended; trailers to come
 
     async def run(self) -> None:
         exchange = self.exchange
@@ -189,7 +202,7 @@ class _Cycle:
             body = message.get("body", b"")
             more = message.get("more_body", False)
             if not exchange.response_started:
-                if not more:
+                if not more and not self.trailers_wanted:
                     self.finished = True
                     exchange.respond(self.status, self.headers, body)
                     return
@@ -197,8 +210,19 @@ class _Cycle:
             if body:
                 await exchange.write(body)
             if not more:
+                self._body_ended()
+        elif kind == "http.response.trailers":
+            if self.trailers is None:
+                raise RuntimeError(
+                    "ASGI app sent http.response.trailers before the body ended, or "
+                    "without trailers: True in http.response.start"
+                )
+            self.trailers.extend(message.get("headers", ()))
+            if not message.get("more_trailers", False):
                 self.finished = True
-                exchange.end()
+                self.exchange.end(self.trailers)
+        elif kind == "http.response.pathsend":
+            await self._pathsend(message["path"])
         elif kind == "http.response.start":
             if self.status is not None:
                 raise RuntimeError("ASGI app sent http.response.start twice")
@@ -208,8 +232,35 @@ class _Cycle:
             # h11 validates names and values when the head is sent.
             self.headers = list(message.get("headers", ()))
             self.status = status
+            self.trailers_wanted = bool(message.get("trailers", False))
         else:
             raise RuntimeError(f"ASGI app sent unexpected message type {kind!r}")
+
+
+    def _body_ended(self) -> None:
+        if self.trailers_wanted:
+            self.trailers = []  # the response ends with the last trailers message
+        else:
+            self.finished = True
+            self.exchange.end()
+
+    async def _pathsend(self, path: str) -> None:
+        """http.response.pathsend: the whole body is the file at `path`."""
+        if self.status is None or self.finished or self.exchange.response_started:
+            raise RuntimeError(
+                "ASGI app sent http.response.pathsend other than as the whole body "
+                "right after http.response.start"
+            )
+        if not os.path.isabs(path):
+            raise RuntimeError(f"http.response.pathsend needs an absolute path, got {path!r}")
+        exchange = self.exchange
+        if exchange.disconnected:
+            raise ClientDisconnected("client disconnected")
+        with open(path, "rb") as file:
+            size = os.fstat(file.fileno()).st_size
+            exchange.start(self.status, self.headers)
+            await exchange.sendfile(file, 0, size)
+        self._body_ended()
 
 
 class _WebSocketCycle:

@@ -69,8 +69,16 @@ class Exchange(Protocol):
     async def write(self, data: bytes) -> None:
         """Send part of the body; waits while the client is not reading."""
 
-    def end(self) -> None:
-        """Finish the response."""
+    async def sendfile(self, file: Any, offset: int, count: int) -> None:
+        """Send `count` bytes of a real file from `offset` as body (sendfile(2) if it can).
+
+        Raises ClientDisconnected if the client goes away or the file ends early (the
+        connection is closed either way: the response is incomplete).
+        """
+
+    def end(self, trailers: Headers | None = None) -> None:
+        """Finish the response; `trailers` go out if it is chunked and the client asked
+        for them (`TE: trailers`), else they are dropped."""
 
     def abort(self) -> None:
         """Drop the connection: the response cannot be completed."""

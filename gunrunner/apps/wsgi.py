@@ -16,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import os
 import queue
+import stat
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -138,7 +140,7 @@ class ErrorStream:
 
 
 class FileWrapper:
-    """`wsgi.file_wrapper`: iterate a file in blocks."""
+    """`wsgi.file_wrapper`: a file to send; by sendfile(2) when it is a regular file."""
 
     def __init__(self, filelike: Any, blksize: int = 65536) -> None:
         self.filelike = filelike
@@ -153,6 +155,26 @@ class FileWrapper:
             if not block:
                 return
             yield block
+
+    def span(self, headers: Headers) -> tuple[int, int] | None:
+        """(offset, count) to send from a regular file, or None: iterate it instead.
+
+        From the file's position to its end, or fewer if the app set Content-Length
+        (PEP 3333: never send more than it says).
+        """
+        try:
+            fd = self.filelike.fileno()
+            offset = self.filelike.tell()
+            info = os.fstat(fd)
+        except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation too
+            return None
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        count = max(info.st_size - offset, 0)
+        for name, value in headers:
+            if name.lower() == b"content-length" and value.isdigit():
+                count = min(count, int(value))
+        return offset, count
 
 
 class ThreadPool:
@@ -378,6 +400,12 @@ class _Response:
 
     def consume(self, result: Iterable[bytes]) -> None:
         pool = self.bridge.pool
+        if isinstance(result, FileWrapper) and not self.head_sent:
+            self._check_started()
+            span = result.span(self.headers)
+            if span is not None:
+                self._send_file(result.filelike, *span)
+                return
         if isinstance(result, (list, tuple)) and not self.head_sent:
             body = b"".join(result)
             self._check_started()
@@ -397,6 +425,17 @@ class _Response:
         if held is not None:
             self.write(held)
         pool.call_in_loop(self.exchange.end)
+
+    def _send_file(self, file: Any, offset: int, count: int) -> None:
+        exchange = self.exchange
+        self.head_sent = True
+
+        async def send() -> None:
+            exchange.start(self.status, self.headers)  # type: ignore[arg-type]
+            await exchange.sendfile(file, offset, count)
+            exchange.end()
+
+        self.bridge._call(send())
 
     def _check_started(self) -> None:
         if self.status is None:

@@ -39,6 +39,7 @@ import h11
 
 from gunrunner.access import AccessLog
 from gunrunner.apps.types import AppBridge, ClientDisconnected, Headers
+from gunrunner.protocols.sendfile import send_range
 from gunrunner.protocols.websocket import WebSocketProtocol, WebSocketSettings
 from gunrunner.proxy import ProxyTrust
 from gunrunner.tls import TLSServer
@@ -114,6 +115,7 @@ class _Exchange:
         "_done_waiters",
         "_pending_head",
         "body_complete",
+        "chunked",
         "client",
         "disconnected",
         "finished",
@@ -162,6 +164,7 @@ class _Exchange:
         self._pending_head = b""
         self.request_id: str | None = None
         self.status = 0
+        self.chunked = False  # the response goes out chunked (it can carry trailers)
         self.sent = 0  # body bytes sent, for the access log
         self.started = 0.0
 
@@ -281,12 +284,59 @@ class _Exchange:
         if proto.write_paused:
             await proto.drain()
 
-    def end(self) -> None:
+    async def sendfile(self, file: Any, offset: int, count: int) -> None:
+        if self.disconnected:
+            raise ClientDisconnected("client disconnected")
+        proto = self.proto
+        if self.method == "HEAD" or count <= 0:
+            return
+        span = _Span(count)
+        try:
+            # h11 frames the span (Content-Length accounting or a chunk header) and
+            # hands it back untouched, so the bytes can go out by sendfile(2).
+            data = h11.Data(data=span)  # type: ignore[arg-type]
+            parts: list[Any] = proto.conn.send_with_data_passthrough(data) or []
+        except _BAD_RESPONSE as exc:
+            proto.app_error(self, exc, None)
+            raise RuntimeError(f"invalid response: {exc}") from None
+        out = self._pending_head
+        self._pending_head = b""
+        for part in parts:
+            if part is not span:
+                out += part
+                continue
+            if out:
+                proto.transport.write(out)
+                out = b""
+            try:
+                sent = await send_range(proto, file, offset, count)
+            except OSError:
+                self.abort()
+                raise ClientDisconnected("client disconnected during sendfile") from None
+            self.sent += sent
+            if sent < count:
+                log.error(
+                    "file ended %d bytes short of the response to %s %s; connection closed",
+                    count - sent,
+                    self.method,
+                    self.path,
+                )
+                self.abort()
+                raise ClientDisconnected("response cut short: the file ended early")
+        if out:
+            proto.transport.write(out)
+        if proto.write_paused:
+            await proto.drain()
+
+    def end(self, trailers: Headers | None = None) -> None:
         if self.disconnected:
             return
         proto = self.proto
+        end = h11.EndOfMessage()
+        if trailers and self.chunked and _accepts_trailers(self.headers):
+            end = h11.EndOfMessage(headers=trailers)
         try:
-            out = proto.conn.send(h11.EndOfMessage())
+            out = proto.conn.send(end)
         except _BAD_RESPONSE as exc:
             proto.app_error(self, exc, None)
             return
@@ -317,6 +367,23 @@ class _Exchange:
                 request_id=self.request_id,
             )
         self.proto.response_complete(self)
+
+
+class _Span:
+    """`count` bytes of a file, as h11 sees them: only their length matters to it."""
+
+    __slots__ = ("count",)
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def __len__(self) -> int:
+        return self.count
+
+
+def _accepts_trailers(headers: Headers) -> bool:
+    """The client said `TE: trailers` (the ASGI extension sends them only then)."""
+    return any(name == b"te" and b"trailers" in value.lower() for name, value in headers)
 
 
 def _check_head(
@@ -615,11 +682,12 @@ class HTTP11Protocol(asyncio.Protocol):
         self, exchange: _Exchange, status: int, headers: Headers, length: int | None
     ) -> h11.Response:
         """The h11 Response for the app's status and headers, plus ours."""
-        has_length = has_server = False
+        has_length = has_server = chunked = False
         for name, _ in headers:
             lowered = name.lower()
             if lowered in (b"content-length", b"transfer-encoding"):
                 has_length = True
+                chunked = lowered == b"transfer-encoding"
             elif lowered == b"server":
                 has_server = True
         extra: Headers = [(b"date", date_header())]
@@ -627,6 +695,15 @@ class HTTP11Protocol(asyncio.Protocol):
             extra.append((b"server", b"gunrunner"))
         if length is not None and not has_length and status not in _HAS_NO_BODY and status >= 200:
             extra.append((b"content-length", b"%d" % length))
+        elif length is None:
+            # As h11 frames it: chunked unless the length is known, there is no body,
+            # or the client speaks HTTP/1.0 (then the close ends the body).
+            exchange.chunked = (
+                (chunked or not has_length)
+                and exchange.http_version == "1.1"
+                and exchange.method != "HEAD"
+                and status not in _HAS_NO_BODY
+            )
         if self._close_when_done or self.settings.draining or not exchange.body_complete:
             extra.append((b"connection", b"close"))
         return h11.Response(

@@ -91,6 +91,21 @@ def wsgi_app(environ: dict[str, Any], start_response: StartResponse) -> Iterable
         shown["body"] = _digest(stream.read())
         start_response("200 OK", as_json)
         return [_json(shown)]
+    if path == "/file":
+        # ?path=P[&offset=N][&cl=N][&wrap=pipe]: the file through wsgi.file_wrapper.
+        opened = open(query["path"], "rb")  # noqa: SIM115 (the server closes it)
+        opened.seek(int(query.get("offset", "0")))
+        headers = [("Content-Type", "application/octet-stream")]
+        if "cl" in query:
+            headers.append(("Content-Length", query["cl"]))
+        start_response("200 OK", headers)
+        if query.get("wrap") == "pipe":  # not a regular file: iterated, not sendfile
+            import io
+
+            buffered = io.BytesIO(opened.read())
+            opened.close()
+            return environ["wsgi.file_wrapper"](buffered, 4096)  # type: ignore[no-any-return]
+        return environ["wsgi.file_wrapper"](opened)  # type: ignore[no-any-return]
     if path == "/tls":
         start_response("200 OK", as_json)
         return [_json(environ.get("gunrunner.tls"))]
@@ -286,6 +301,33 @@ async def asgi_app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
         await _respond(send, 200, _json(shown), json_headers)
     elif path == "/tls":
         await _respond(send, 200, _json(scope["extensions"].get("tls")), json_headers)
+    elif path == "/pathsend":
+        # ?path=P[&cl=1]: the file through the http.response.pathsend extension.
+        headers = [(b"content-type", b"application/octet-stream")]
+        if "cl" in query:
+            headers.append((b"content-length", b"%d" % os.path.getsize(query["path"])))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.pathsend", "path": query["path"]})
+    elif path == "/trailers":
+        # ?parts=N[&cl=1]: a body in N messages, then two trailers messages.
+        parts = int(query.get("parts", "2"))
+        body = [b"part %d\n" % i for i in range(parts)]
+        headers = [(b"content-type", b"text/plain"), (b"trailer", b"x-digest, x-count")]
+        if "cl" in query:
+            headers.append((b"content-length", b"%d" % len(b"".join(body))))
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": headers, "trailers": True}
+        )
+        for i, chunk in enumerate(body):
+            await send({"type": "http.response.body", "body": chunk, "more_body": i < parts - 1})
+        if not body:
+            await send({"type": "http.response.body", "body": b""})
+        digest = hashlib.sha256(b"".join(body)).hexdigest().encode()
+        await send(
+            {"type": "http.response.trailers", "headers": [(b"x-digest", digest)],
+             "more_trailers": True}
+        )
+        await send({"type": "http.response.trailers", "headers": [(b"x-count", b"%d" % parts)]})
     elif path == "/stream":
         count = int(query.get("n", "3"))
         await send({"type": "http.response.start", "status": 200, "headers": []})

@@ -1,0 +1,51 @@
+"""Sending a byte range of a file to a transport: sendfile(2) where the transport allows.
+
+Plain TCP and Unix sockets use asyncio's native sendfile (zero copy: the kernel moves
+the bytes). TLS transports, and event loops without it (uvloop), get bounded reads
+written as the client takes them, so a large file never sits in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any, Protocol
+
+CHUNK = 256 * 1024
+
+
+class Writer(Protocol):
+    """The connection a file goes out on (HTTP11Protocol)."""
+
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+    write_paused: bool
+
+    async def drain(self) -> None:
+        """Wait until the transport takes writes again."""
+
+
+async def send_range(writer: Writer, file: Any, offset: int, count: int) -> int:
+    """Send up to `count` bytes of `file` from `offset`; return how many were sent.
+
+    Fewer than `count` means the file ended early. OSError if the client went away.
+    """
+    loop, transport = writer.loop, writer.transport
+    if transport.get_extra_info("ssl_object") is None:
+        try:
+            return await loop.sendfile(transport, file, offset, count, fallback=False)
+        except (NotImplementedError, asyncio.SendfileNotAvailableError):
+            pass  # nothing was sent: copy instead
+    fd = file.fileno()
+    sent = 0
+    while sent < count:
+        block = os.pread(fd, min(CHUNK, count - sent), offset + sent)
+        if not block:
+            break
+        if transport.is_closing():
+            raise ConnectionResetError("client disconnected")
+        transport.write(block)
+        sent += len(block)
+        if writer.write_paused:
+            await writer.drain()
+    return sent
