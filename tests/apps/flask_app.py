@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, jsonify, request, send_file, stream_with_context
 
 app = Flask(__name__)
+# Werkzeug answers 413 for a body above this (uploads in the tests are a few MiB).
+app.config["MAX_CONTENT_LENGTH"] = 4 * 1024 * 1024
+CHUNK = 64 * 1024
+# Longest a gated stream waits for the test to create its gate file.
+GATE_TIMEOUT = 10.0
 
 
 @app.get("/json")
@@ -33,6 +40,29 @@ def upload() -> Response:
     )
 
 
+@app.post("/form")
+def form() -> Response:
+    """A urlencoded form: every value of every field."""
+    return jsonify(request.form.to_dict(flat=False))
+
+
+@app.post("/raw")
+def raw() -> Response:
+    """The raw body read from request.stream in blocks (chunked or with a length)."""
+    digest = hashlib.sha256()
+    size = 0
+    while chunk := request.stream.read(CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
+    return jsonify(
+        {
+            "len": size,
+            "sha256": digest.hexdigest(),
+            "chunked": "chunked" in request.headers.get("Transfer-Encoding", ""),
+        }
+    )
+
+
 @app.get("/stream")
 def stream() -> Response:
     """A body from a generator: the server cannot know its length."""
@@ -45,7 +75,57 @@ def stream() -> Response:
     return Response(generate(), mimetype="text/plain")
 
 
+@app.get("/gated")
+def gated() -> Response:
+    """`before` chunks, then nothing until the file `gate` exists (bounded), then the end.
+
+    stream_with_context keeps the request usable inside the generator.
+    """
+
+    @stream_with_context
+    def generate() -> Iterator[str]:
+        before = int(request.args.get("before", "1"))
+        gate = Path(request.args["gate"])
+        for i in range(before):
+            yield f"before {i}\n"
+        deadline = time.monotonic() + GATE_TIMEOUT
+        while not gate.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        yield "released\n" if gate.exists() else "gate timed out\n"
+
+    return Response(generate(), mimetype="text/plain")
+
+
+@app.get("/stream-error")
+def stream_error() -> Response:
+    """A streamed body whose generator raises after two chunks."""
+
+    def generate() -> Iterator[str]:
+        yield "partial 0\n"
+        yield "partial 1\n"
+        raise RuntimeError("flask stream failed")
+
+    return Response(generate(), mimetype="text/plain")
+
+
+@app.get("/file")
+def file() -> Response:
+    """send_file of the file named by `path` (a file the test wrote); ranges honoured."""
+    return send_file(Path(request.args["path"]), mimetype="application/octet-stream")
+
+
 @app.get("/error")
 def error() -> Response:
     """An unhandled exception: Flask answers 500."""
     raise RuntimeError("flask route failed")
+
+
+@app.post("/ignore-body")
+def ignore_body() -> Response:
+    """Answers without reading the body, once the file `gate` exists (bounded wait)."""
+    gate = Path(request.args["gate"])
+    deadline = time.monotonic() + GATE_TIMEOUT
+    while not gate.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.05)
+    return Response("body ignored\n", mimetype="text/plain")
