@@ -1,0 +1,83 @@
+"""Flow control, measured: a worker's memory stays flat when the app does not read the
+request body, and when the client does not read the response.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import Server, running
+
+WSGI = "tests.apps.http_apps:wsgi_app"
+ASGI = "tests.apps.http_apps:asgi_app"
+BOTH = pytest.mark.parametrize("app", [WSGI, ASGI], ids=["wsgi", "asgi"])
+MIB = 1024 * 1024
+# Kernel socket buffers on loopback can hold a few MiB each way; the server may buffer
+# about 256 KiB of body and one write of response. Anything past this is a leak.
+BOUND = 24 * MIB
+
+
+def rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def push(sock: socket.socket, seconds: float) -> int:
+    """Send zeros for `seconds` without blocking; return how many bytes the server took."""
+    sock.setblocking(False)
+    block = bytes(256 * 1024)
+    sent = 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            sent += sock.send(block)
+        except BlockingIOError:
+            time.sleep(0.01)
+    return sent
+
+
+def warm(server: Server) -> int:
+    """RSS after one ordinary request (imports and buffers settled)."""
+    with socket.create_connection((server.host, server.port), timeout=10) as sock:
+        sock.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        while sock.recv(65536):
+            pass
+    return rss(server.pid)
+
+
+@BOTH
+@pytest.mark.slow
+def test_upload_to_an_app_that_does_not_read(app: str) -> None:
+    """A 1 GiB upload to an app that sleeps: the server stops reading; memory stays flat."""
+    with running(app, "--workers", "1", "--max-body-size", "0", ready=1) as server:
+        before = warm(server)
+        with socket.create_connection((server.host, server.port), timeout=10) as sock:
+            sock.sendall(
+                b"POST /sleep?s=4 HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (1 << 30)
+            )
+            taken = push(sock, 3.0)
+            grown = rss(server.pid) - before
+        assert taken < BOUND, f"the server read {taken / MIB:.1f} MiB the app never asked for"
+        assert grown < BOUND, f"worker memory grew {grown / MIB:.1f} MiB"
+        assert warm(server) > 0  # still serving
+
+
+@BOTH
+@pytest.mark.slow
+def test_response_to_a_client_that_does_not_read(app: str) -> None:
+    """A 1.3 GB streamed response to a client that never reads: the app is held back."""
+    with running(app, "--workers", "1", ready=1) as server:
+        before = warm(server)
+        with socket.create_connection((server.host, server.port), timeout=10) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            sock.sendall(b"GET /stream?n=20000&size=65536 HTTP/1.1\r\nHost: x\r\n\r\n")
+            time.sleep(3.0)
+            grown = rss(server.pid) - before
+        assert grown < BOUND, f"worker memory grew {grown / MIB:.1f} MiB"
+        assert warm(server) > 0
