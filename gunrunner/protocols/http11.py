@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import socket
 import time
 from dataclasses import KW_ONLY, dataclass, field
@@ -59,6 +60,8 @@ _ERROR_HEADERS = [
     (b"connection", b"close"),
 ]
 _HAS_NO_BODY = frozenset({204, 304})
+# RFC 3986 host (IP-literal, IPv4 or reg-name, maybe empty) and optional port.
+_HOST = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]*)(:[0-9]{0,5})?")
 
 _date_second = 0
 _date_value = b""
@@ -403,8 +406,9 @@ def _check_head(
         return 431, f"more than {settings.limit_request_fields} header fields", None, False
     field_limit = settings.limit_request_field_size
     size = line
-    upgrade = length = None
+    upgrade = length = host = None
     forwarded = False
+    hosts = 0
     for name, value in headers:
         field = len(name) + len(value)
         if field > field_limit:
@@ -415,10 +419,17 @@ def _check_head(
             upgrade = value
         elif name == b"content-length":
             length = value
+        elif name == b"host":
+            host = value
+            hosts += 1
         elif name == b"forwarded" or name.startswith(b"x-forwarded-"):
             forwarded = True
     if size > settings.max_incomplete_event_size:
         return 431, "request header block too large", None, False
+    if hosts > 1:
+        return 400, "more than one Host header", None, False  # RFC 9112 3.2
+    if host is not None and _HOST.fullmatch(host) is None:
+        return 400, "Host header is not a valid host[:port]", None, False
     limit = settings.max_body_size
     if length is not None and limit and int(length) > limit:
         reason = f"Content-Length {int(length)} above max_body_size ({limit} bytes)"
