@@ -4,8 +4,8 @@ Rules:
 1. The app runs in a pool thread, never on the event loop: a slow request does not
    stall the worker's other connections.
 2. A response the app returns as a list or tuple goes back to the loop in one hop and
-   out in one write. Other iterables stream, one chunk held back so that a single-chunk
-   body still leaves in one write.
+   out in one write. Other iterables stream: each block is sent as it is yielded
+   (PEP 3333 forbids holding one back).
 3. `wsgi.input` streams the body from the loop; a client gone mid-body raises
    ClientDisconnected (an OSError), never a short body the app would take for whole.
 4. The iterable's close() is always called.
@@ -411,19 +411,14 @@ class _Response:
             self._check_started()
             pool.call_in_loop(self._respond, body)
             return
-        held: bytes | None = None
         for chunk in result:
-            if not chunk:
-                continue
-            if held is not None:
-                self.write(held)
-            held = chunk
+            if chunk:
+                # PEP 3333: no block may wait for the next one (server-sent events).
+                self.write(chunk)
         if not self.head_sent:
             self._check_started()
-            pool.call_in_loop(self._respond, held or b"")
+            pool.call_in_loop(self._respond, b"")
             return
-        if held is not None:
-            self.write(held)
         pool.call_in_loop(self.exchange.end)
 
     def _send_file(self, file: Any, offset: int, count: int) -> None:

@@ -752,6 +752,12 @@ class HTTP11Protocol(asyncio.Protocol):
         conn.start_next_cycle()
         self.exchange = None
         self._served += 1
+        if self._paused_for_body:
+            # The app left body bytes unread while the rest of the body (its end too)
+            # arrived: the body is complete, so reading may go on for the next request.
+            self._paused_for_body = False
+            if not self._paused_for_cycle:
+                self.transport.resume_reading()
         if self._paused_for_cycle:
             # A pipelined request is buffered in h11: serve it now.
             self._paused_for_cycle = False

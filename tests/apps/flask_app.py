@@ -82,7 +82,6 @@ def gated() -> Response:
     stream_with_context keeps the request usable inside the generator.
     """
 
-    @stream_with_context
     def generate() -> Iterator[str]:
         before = int(request.args.get("before", "1"))
         gate = Path(request.args["gate"])
@@ -93,7 +92,7 @@ def gated() -> Response:
             time.sleep(0.01)
         yield "released\n" if gate.exists() else "gate timed out\n"
 
-    return Response(generate(), mimetype="text/plain")
+    return Response(stream_with_context(generate()), mimetype="text/plain")
 
 
 @app.get("/stream-error")

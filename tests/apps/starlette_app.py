@@ -77,7 +77,7 @@ async def raw(request: Request) -> JSONResponse:
 
 
 async def upload(request: Request) -> JSONResponse:
-    """A multipart form, decoded while it streams in: fields, and each file's digest."""
+    """A multipart form, decoded while it streams in: the field `name` and the file `file`."""
     _, options = parse_options_header(request.headers["content-type"])
     decoder = MultipartDecoder(options["boundary"].encode())
     fields: dict[str, str] = {}
@@ -118,7 +118,13 @@ async def upload(request: Request) -> JSONResponse:
         drain()
     decoder.receive_data(None)
     drain()
-    return JSONResponse({"fields": fields, "files": files})
+    file = files["file"]
+    return JSONResponse(
+        {
+            "name": fields["name"],
+            **{key: file[key] for key in ("filename", "content_type", "len", "sha256")},
+        }
+    )
 
 
 async def form(request: Request) -> JSONResponse:

@@ -350,13 +350,13 @@ def test_streamed_response_is_chunked(app: str) -> None:
         assert client.request("GET", "/hello").body == HELLO  # still usable
 
 
-def test_wsgi_single_chunk_generator_gets_content_length() -> None:
-    """A WSGI generator that yields one chunk is answered with a Content-Length."""
+def test_wsgi_single_chunk_generator_is_streamed() -> None:
+    """A WSGI generator's chunk goes out as it is yielded (PEP 3333), so chunked."""
     with running(WSGI, *ONE, ready=1) as server, H11Client(server) as client:
         reply = client.request("GET", "/stream?n=1")
         assert reply.body == b"chunk0\n"
-        assert reply.header("content-length") == "7"
-        assert reply.header("transfer-encoding") is None
+        assert reply.header("transfer-encoding") == "chunked"
+        assert client.request("GET", "/stream?n=1").body == b"chunk0\n"
 
 
 @BOTH

@@ -400,14 +400,25 @@ def test_list_response_is_one_respond() -> None:
     assert exchange.calls == [("respond", 201, [(b"X-A", b"1")], b"hello")]
 
 
-def test_single_chunk_generator_is_one_respond() -> None:
-    """A generator with one chunk is still answered with one respond()."""
+def test_generator_chunk_is_sent_before_the_next_is_asked_for() -> None:
+    """PEP 3333: a yielded block goes out before the app is asked for the next one."""
+    seen: list[list[Any]] = []
+    holder: dict[str, FakeExchange] = {}
+
+    class Recording(FakeExchange):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            holder["exchange"] = self
 
     def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
         start_response("200 OK", [])
-        yield b"only"
+        yield b"event 1"
+        seen.append(list(holder["exchange"].calls))
+        yield b"event 2"
 
-    assert serve(app, FakeExchange).calls == [("respond", 200, [], b"only")]
+    calls = serve(app, Recording).calls
+    assert seen == [[("start", 200, []), ("write", b"event 1")]]
+    assert calls[-1] == ("end",)
 
 
 def test_multi_chunk_generator_streams_in_order() -> None:
@@ -530,8 +541,8 @@ class Closing:
 
 @pytest.mark.parametrize(
     ("fail_after", "expected_last"),
-    [(None, "end"), (0, "respond"), (1, "respond"), (2, "abort")],
-    ids=["success", "fails-at-once", "fails-after-held-chunk", "fails-mid-stream"],
+    [(None, "end"), (0, "respond"), (1, "abort"), (2, "abort")],
+    ids=["success", "fails-at-once", "fails-after-first-chunk", "fails-mid-stream"],
 )
 def test_iterable_close_always_called(fail_after: int | None, expected_last: str) -> None:
     """close() is called once whether the iteration succeeds or raises."""
