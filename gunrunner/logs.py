@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from typing import TextIO
 
 FORMAT = "%(asctime)s [%(role)s %(process)d] %(levelname)s %(name)s: %(message)s"
@@ -55,7 +56,7 @@ def setup(level: str, path: str = "-") -> None:
         if _handler.stream is not sys.stderr:
             _handler.stream.close()
     _handler = ReopenableHandler(path)
-    _handler.setFormatter(logging.Formatter(FORMAT))
+    _handler.setFormatter(_utc_formatter())
     _handler.addFilter(_RoleFilter())
     root.addHandler(_handler)
     root.setLevel(level.upper())
@@ -81,3 +82,13 @@ def stream_fileno() -> int:
         except (AttributeError, OSError, ValueError):
             pass
     return 2
+
+
+def _utc_formatter() -> logging.Formatter:
+    """Times in UTC, marked Z: every process agrees, even when an app (Django's
+    TIME_ZONE) changes the process time zone."""
+    formatter = logging.Formatter(FORMAT)
+    formatter.converter = time.gmtime
+    formatter.default_time_format = "%Y-%m-%dT%H:%M:%S"
+    formatter.default_msec_format = "%s.%03dZ"
+    return formatter
