@@ -60,6 +60,8 @@ _ERROR_HEADERS = [
     (b"connection", b"close"),
 ]
 _HAS_NO_BODY = frozenset({204, 304})
+# First bytes of a read that need a look: a TLS record (0x16), a blank line (CR, LF).
+_SPECIAL_FIRST_BYTES = frozenset({0x16, 13, 10})
 # RFC 3986 host (IP-literal, IPv4 or reg-name, maybe empty) and optional port.
 _HOST = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]*)(:[0-9]{0,5})?")
 
@@ -142,7 +144,8 @@ class _Exchange:
     def __init__(self, proto: HTTP11Protocol, request: h11.Request) -> None:
         self.proto = proto
         self.method = request.method.decode("ascii")
-        self.http_version = "1.1" if request.http_version == b"1.1" else "1.0"
+        # HTTP/1.2 and later 1.x are served as 1.1 (RFC 9112 2.3); others were refused.
+        self.http_version = "1.0" if request.http_version == b"1.0" else "1.1"
         self.headers: Headers = list(request.headers)
         target = request.target
         if not target.startswith(b"/"):
@@ -401,13 +404,20 @@ def _check_head(
     line = len(request.method) + len(request.target) + 10
     if line > settings.limit_request_line:
         return 414, f"request line longer than {settings.limit_request_line} bytes", None, False
+    version = request.http_version
+    if not version.startswith(b"1."):
+        # h11 parses HTTP/2.0 or HTTP/0.9 as if it were HTTP/1.x (RFC 9110 15.6.6).
+        return 505, f"HTTP/{version.decode()} is not supported; use HTTP/1.1", None, False
+    target = request.target
+    if target[:1] != b"/" and not _other_target_ok(request.method, target):
+        return 400, "request target must be a path (or absolute URL)", None, False
     headers = exchange.headers
     if len(headers) > settings.limit_request_fields:
         return 431, f"more than {settings.limit_request_fields} header fields", None, False
     field_limit = settings.limit_request_field_size
     size = line
     upgrade = length = host = None
-    forwarded = False
+    forwarded = chunked = False
     hosts = 0
     for name, value in headers:
         field = len(name) + len(value)
@@ -422,12 +432,18 @@ def _check_head(
         elif name == b"host":
             host = value
             hosts += 1
+        elif name == b"transfer-encoding":
+            chunked = True
         elif name == b"forwarded" or name.startswith(b"x-forwarded-"):
             forwarded = True
     if size > settings.max_incomplete_event_size:
         return 431, "request header block too large", None, False
     if hosts > 1:
         return 400, "more than one Host header", None, False  # RFC 9112 3.2
+    if chunked and length is not None:
+        # RFC 9112 6.1 lets a server refuse these: a proxy in front may have framed the
+        # body by the other header (request smuggling).
+        return 400, "both Content-Length and Transfer-Encoding", None, False
     if host is not None and _HOST.fullmatch(host) is None:
         return 400, "Host header is not a valid host[:port]", None, False
     limit = settings.max_body_size
@@ -458,6 +474,15 @@ def _apply_forwarded(exchange: _Exchange, proxy: ProxyTrust) -> None:
         # Apps build URLs from Host (PEP 3333, Starlette): it says what the client asked.
         exchange.headers = [(n, v) for n, v in exchange.headers if n != b"host"]
         exchange.headers.append((b"host", host.encode("latin-1")))
+
+
+def _other_target_ok(method: bytes, target: bytes) -> bool:
+    """A target not starting with "/": absolute-form, "*" for OPTIONS, or CONNECT's host:port."""
+    if b"://" in target:
+        return target.split(b"://", 1)[0].lower() in (b"http", b"https")
+    if target == b"*":
+        return method == b"OPTIONS"
+    return method == b"CONNECT"
 
 
 def _origin_form(target: bytes) -> bytes:
@@ -531,21 +556,33 @@ class HTTP11Protocol(asyncio.Protocol):
         self._drain_waiters.clear()
 
     def data_received(self, data: bytes) -> None:
-        if data[0] == 0x16 and self._fresh():
-            # 0x16 opens a TLS handshake record, never an HTTP request: a client
-            # speaking HTTPS to a plain port. Nothing we could answer would reach it.
-            log.debug("TLS handshake on a plain-HTTP port from %s; closed", self.client)
-            self.transport.close()
-            return
+        first = data[0]
+        if first in _SPECIAL_FIRST_BYTES:
+            if first == 0x16 and self._fresh():
+                # 0x16 opens a TLS handshake record, never an HTTP request: a client
+                # speaking HTTPS to a plain port. Nothing we could answer would reach it.
+                log.debug("TLS handshake on a plain-HTTP port from %s; closed", self.client)
+                self.transport.close()
+                return
+            if self.conn.their_state is h11.IDLE and not self.conn.trailing_data[0]:
+                data = data.lstrip(b"\r\n")  # blank lines before a request (RFC 9112 2.2)
+                if not data:
+                    self._start_head_timer()
+                    return
+        if self.conn.their_state is h11.MUST_CLOSE:
+            return  # after the client's last request: nothing more is read
+        self._start_head_timer()
+        self.conn.receive_data(data)
+        if not self._paused_for_cycle:
+            self._handle_events()
+
+    def _start_head_timer(self) -> None:
         if self._idle:
             # A new request begins: its head must be complete within header_timeout,
             # however slowly its bytes trickle in.
             self._idle = False
             self._cancel_timer()
             self._timer = self.loop.call_later(self.settings.header_timeout, self._head_timeout)
-        self.conn.receive_data(data)
-        if not self._paused_for_cycle:
-            self._handle_events()
 
     def _fresh(self) -> bool:
         """Nothing has been received on this connection yet."""
@@ -605,6 +642,8 @@ class HTTP11Protocol(asyncio.Protocol):
                 self.exchange = self._dispatch = exchange
             elif kind is h11.EndOfMessage:
                 self.exchange.feed_end()  # type: ignore[union-attr]
+                if conn.their_state is h11.MUST_CLOSE:
+                    break  # the client's last request (close, HTTP/1.0): ignore what follows
             elif event is h11.NEED_DATA:
                 break
             elif event is h11.PAUSED:
@@ -750,6 +789,17 @@ class HTTP11Protocol(asyncio.Protocol):
             self.transport.close()
             return
         conn.start_next_cycle()
+        pending = conn.trailing_data[0]
+        if pending[:1] in (b"\r", b"\n"):
+            # Blank lines after the previous request (RFC 9112 2.2 says to ignore
+            # them); h11 would take them for a bad request line. A fresh h11
+            # connection gets what follows them.
+            conn = self.conn = h11.Connection(
+                h11.SERVER, max_incomplete_event_size=self.settings.max_incomplete_event_size
+            )
+            rest = bytes(pending).lstrip(b"\r\n")
+            if rest:  # (receive_data(b"") would mean EOF to h11)
+                conn.receive_data(rest)
         self.exchange = None
         self._served += 1
         if self._paused_for_body:
