@@ -22,6 +22,7 @@ import hashlib
 import json
 import select
 import socket
+import ssl
 import struct
 import time
 import uuid
@@ -32,6 +33,7 @@ from typing import Any
 
 import h11
 import pytest
+import trustme
 
 from tests.apps.conformance_apps import FIXED
 from tests.helpers import Server, start, wait_until
@@ -42,7 +44,7 @@ APPS = {
     "asgi": "tests.apps.conformance_apps:asgi_app",
 }
 WORKERS = (1, 2)
-TRANSPORTS = ("tcp",)
+TRANSPORTS = ("tcp", "tls")
 
 HEADER_TIMEOUT = 1.0
 KEEPALIVE_TIMEOUT = 2.0
@@ -71,17 +73,42 @@ BROKEN_BODY = "/chunks"
 # -- transports ----------------------------------------------------------------------------
 
 
-def transport_args(transport: str) -> tuple[str, ...]:
+@dataclass(frozen=True)
+class TLSMaterial:
+    """A test CA's server certificate files and a client context that trusts the CA."""
+
+    certfile: Path
+    keyfile: Path
+    client: ssl.SSLContext
+
+
+@pytest.fixture(scope="module")
+def tls_material(tmp_path_factory: pytest.TempPathFactory) -> TLSMaterial:
+    directory = tmp_path_factory.mktemp("conformance-tls")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.cert_chain_pems[0].write_to_path(str(directory / "cert.pem"))
+    cert.private_key_pem.write_to_path(str(directory / "key.pem"))
+    client = ssl.create_default_context()
+    ca.configure_trust(client)
+    return TLSMaterial(directory / "cert.pem", directory / "key.pem", client)
+
+
+def transport_args(transport: str, tls: TLSMaterial) -> tuple[str, ...]:
     """Server options a transport needs (TLS: its certificate and key)."""
     if transport == "tcp":
         return ()
+    if transport == "tls":
+        return ("--certfile", str(tls.certfile), "--keyfile", str(tls.keyfile))
     raise ValueError(f"unknown transport {transport!r}")
 
 
-def wrap(sock: socket.socket, transport: str) -> socket.socket:
+def wrap(sock: socket.socket, transport: str, tls: TLSMaterial) -> socket.socket:
     """The client side of `transport` around a connected TCP socket."""
     if transport == "tcp":
         return sock
+    if transport == "tls":
+        return tls.client.wrap_socket(sock, server_hostname="127.0.0.1")
     raise ValueError(f"unknown transport {transport!r}")
 
 
@@ -200,6 +227,7 @@ class Target:
     interface: str
     workers: int
     transport: str
+    tls: TLSMaterial
     hits_path: Path
     pids: frozenset[int]  # the processes that serve requests
     children: frozenset[int]  # the arbiter's children at start (none with one worker)
@@ -209,7 +237,7 @@ class Target:
         sock = socket.create_connection((self.server.host, self.server.port), timeout=timeout)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            return wrap(sock, self.transport)
+            return wrap(sock, self.transport, self.tls)
         except BaseException:
             sock.close()
             raise
@@ -300,7 +328,9 @@ MATRIX = [
 
 @pytest.fixture(scope="module", params=MATRIX)
 def target(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    tls_material: TLSMaterial,
 ) -> Iterator[Target]:
     """One server per (interface, workers, transport) for the whole module: booting is slow."""
     interface, workers, transport = request.param
@@ -309,7 +339,7 @@ def target(
         APPS[interface],
         "--workers", str(workers),
         *SERVER_ARGS,
-        *transport_args(transport),
+        *transport_args(transport, tls_material),
         ready=workers,
         env={"CONFORMANCE_HITS": str(hits_path)},
     )  # fmt: skip
@@ -317,7 +347,9 @@ def target(
         children = frozenset(server.workers())
         pids = children if workers > 1 else frozenset({server.pid})
         assert len(pids) == workers
-        yield Target(server, interface, workers, transport, hits_path, pids, children)
+        yield Target(
+            server, interface, workers, transport, tls_material, hits_path, pids, children
+        )
     finally:
         try:
             server.stop()
@@ -326,6 +358,15 @@ def target(
 
 
 # -- helpers for the cases -----------------------------------------------------------------
+
+
+def half_close(sock: socket.socket) -> None:
+    """Stop sending: TCP's FIN, or under TLS a close_notify first (then raw TCP reads)."""
+    if isinstance(sock, ssl.SSLSocket):
+        with contextlib.suppress(OSError):
+            sock.unwrap()
+        return
+    sock.shutdown(socket.SHUT_WR)
 
 
 def req(*lines: bytes, body: bytes = b"") -> bytes:
@@ -877,8 +918,14 @@ INVALID = [
 def test_invalid_request_is_refused(target: Target, raw: bytes, statuses: frozenset[int]) -> None:
     """The right status and a close (or, for non-HTTP, a bare close); never a 2xx, never
     the app; the same workers serve the next client."""
-    if raw == TLS_CLIENT_HELLO and target.transport != "tcp":
-        pytest.skip("a ClientHello is only foreign on a plain-TCP port")
+    if raw == TLS_CLIENT_HELLO and target.transport == "tls":
+        # The mirror case: plain HTTP to the TLS port gets a bare close.
+        since = target.checkpoint()
+        with socket.create_connection((target.server.host, target.server.port), 5) as plain:
+            plain.sendall(req(b"GET / HTTP/1.1", HOST))
+            assert Conn(plain).response() is None, "answered plain HTTP on the TLS port"
+        target.assert_serves_on(since)
+        return
     since = target.checkpoint()
     with target.connect() as conn:
         conn.send_refusable(raw)
@@ -999,7 +1046,7 @@ def test_truncated_body_never_looks_complete(target: Target, raw: bytes) -> None
     with target.connect() as conn:
         conn.send(raw.replace(b"{t}", token.encode()))
         target.wait_hit(since, token, ["enter"])
-        conn.sock.shutdown(socket.SHUT_WR)
+        half_close(conn.sock)
         reply = conn.response("POST")
         assert reply is None or not 200 <= reply.status < 300, reply
         assert conn.closed_within(2)
