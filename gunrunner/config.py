@@ -274,6 +274,14 @@ class Options:
         "its first byte or from the connection's start; slower gets 408 and a close "
         "(slowloris).",
     )
+    body_timeout: float = option(
+        60.0,
+        kind=FLOAT,
+        minimum=0.1,
+        help="Seconds the app may wait for the next piece of a request body; a client that "
+        "stops sending mid-body gets 408 (or a close, once the response started) and the "
+        "app a disconnect, instead of holding a worker thread forever.",
+    )
     limit_request_line: int = option(
         8190,
         kind=INT,

@@ -159,6 +159,7 @@ class Worker:
             max_incomplete_event_size=options.h11_max_incomplete_event_size,
             server_header=options.server_header,
             header_timeout=options.header_timeout,
+            body_timeout=options.body_timeout,
             limit_request_line=options.limit_request_line,
             limit_request_fields=options.limit_request_fields,
             limit_request_field_size=options.limit_request_field_size,

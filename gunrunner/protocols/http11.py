@@ -91,6 +91,7 @@ class ConnectionSettings:
     scheme: str = "http"
     websocket: WebSocketSettings | None = None
     header_timeout: float = 10.0
+    body_timeout: float = 60.0
     limit_request_line: int = 8190
     limit_request_fields: int = 100
     limit_request_field_size: int = 8190
@@ -217,11 +218,14 @@ class _Exchange:
         while not self._body and not self.body_complete:
             if self.disconnected:
                 raise ClientDisconnected("client disconnected before the request body ended")
-            self.proto.want_body(self)
-            self._body_waiter = self.proto.loop.create_future()
+            proto = self.proto
+            proto.want_body(self)
+            self._body_waiter = proto.loop.create_future()
+            timer = proto.loop.call_later(proto.settings.body_timeout, proto.body_timed_out)
             try:
                 await self._body_waiter
             finally:
+                timer.cancel()
                 self._body_waiter = None
         if self._body:
             data = self._body[0] if len(self._body) == 1 else b"".join(self._body)
@@ -839,6 +843,11 @@ class HTTP11Protocol(asyncio.Protocol):
                 )
             )
         self.resume_for_body()
+
+    def body_timed_out(self) -> None:
+        """The app waited body_timeout for body bytes that did not come."""
+        if self.exchange is not None and not self.exchange.body_complete:
+            self.reject(408, f"no request body bytes for {self.settings.body_timeout}s")
 
     def close_when_idle(self) -> None:
         """Close after the current response; now if the connection is idle between requests.

@@ -179,3 +179,26 @@ def test_open_files_limit_is_raised_for_worker_connections() -> None:
     cmd[1] = "--nofile=256:512"
     result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=30, check=False)
     assert "open-files limit 512 is below what worker_connections needs (1064)" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("app", "path"),
+    [("tests.apps.http_apps:wsgi_app", "/environ"), ("tests.apps.http_apps:asgi_app", "/scope")],
+    ids=["wsgi", "asgi"],
+)
+def test_body_that_stops_arriving_gets_408(app: str, path: str) -> None:
+    """--body-timeout: a client that stops mid-body frees the app (and its thread)."""
+    with running(app, "--workers", "1", "--body-timeout", "1", ready=1) as server:
+        with socket.create_connection((server.host, server.port), timeout=10) as sock:
+            sock.sendall(
+                b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789"
+                % path.encode()
+            )
+            started = time.monotonic()
+            answer = sock.recv(65536)
+            waited = time.monotonic() - started
+            assert answer.startswith(b"HTTP/1.1 408 "), answer
+            assert sock.recv(65536) == b""  # and closed
+        assert 0.8 < waited < 5, waited
+        assert http_get(server.url, "/hello").status_code == 200
+        assert "Traceback" not in server.log()
