@@ -63,7 +63,9 @@ _HAS_NO_BODY = frozenset({204, 304})
 # First bytes of a read that need a look: a TLS record (0x16), a blank line (CR, LF).
 _SPECIAL_FIRST_BYTES = frozenset({0x16, 13, 10})
 # RFC 3986 host (IP-literal, IPv4 or reg-name, maybe empty) and optional port.
-_HOST = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~%!$&'()*+,;=]*)(:[0-9]{0,5})?")
+_HOST = re.compile(
+    rb"(\[[0-9A-Fa-f:.]+\]|([A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*)(:[0-9]{0,5})?"
+)
 
 _date_second = 0
 _date_value = b""
@@ -150,7 +152,9 @@ class _Exchange:
         self.headers: Headers = list(request.headers)
         target = request.target
         if not target.startswith(b"/"):
-            target = _origin_form(target)
+            authority, target = _split_absolute_form(target)
+            if authority is not None:
+                self.headers = _with_host(self.headers, authority)
         raw_path, _, self.query_string = target.partition(b"?")
         self.raw_path = raw_path
         path = raw_path.decode("latin-1")
@@ -408,6 +412,9 @@ def _check_head(
     line = len(request.method) + len(request.target) + 10
     if line > settings.limit_request_line:
         return 414, f"request line longer than {settings.limit_request_line} bytes", None, False
+    if request.method == b"CONNECT":
+        # A 2xx would make h11 hand the connection over as a tunnel: we are no proxy.
+        return 501, "CONNECT is not supported: this is not a proxy", None, False
     version = request.http_version
     if not version.startswith(b"1."):
         # h11 parses HTTP/2.0 or HTTP/0.9 as if it were HTTP/1.x (RFC 9110 15.6.6).
@@ -419,7 +426,7 @@ def _check_head(
     if len(headers) > settings.limit_request_fields:
         return 431, f"more than {settings.limit_request_fields} header fields", None, False
     field_limit = settings.limit_request_field_size
-    size = line
+    size = line + 4  # as h11 counts: the request line's CRLF and the blank line too
     upgrade = length = host = None
     forwarded = chunked = False
     hosts = 0
@@ -481,24 +488,41 @@ def _apply_forwarded(exchange: _Exchange, proxy: ProxyTrust) -> None:
 
 
 def _other_target_ok(method: bytes, target: bytes) -> bool:
-    """A target not starting with "/": absolute-form, "*" for OPTIONS, or CONNECT's host:port."""
+    """A target not starting with "/": absolute-form, or "*" for OPTIONS."""
     if b"://" in target:
         return target.split(b"://", 1)[0].lower() in (b"http", b"https")
-    if target == b"*":
-        return method == b"OPTIONS"
-    return method == b"CONNECT"
+    return target == b"*" and method == b"OPTIONS"
 
 
-def _origin_form(target: bytes) -> bytes:
-    """The path and query of an absolute-form target (http://host/path?q)."""
+def _with_host(headers: Headers, authority: bytes) -> Headers:
+    """RFC 9112 3.2.2: an absolute-form target's authority replaces the Host header (in
+    the first Host's place, so the order of the fields is kept)."""
+    out: Headers = []
+    placed = False
+    for name, value in headers:
+        if name != b"host":
+            out.append((name, value))
+        elif not placed:
+            out.append((b"host", authority))
+            placed = True
+    if not placed:
+        out.append((b"host", authority))
+    return out
+
+
+def _split_absolute_form(target: bytes) -> tuple[bytes | None, bytes]:
+    """(authority, path and query) of an absolute-form target (http://host/path?q);
+    (None, target) for the other forms ("*" of OPTIONS), passed on as they are."""
     scheme_end = target.find(b"://")
     if scheme_end < 0:
-        return target  # "*" (OPTIONS) or an authority (CONNECT): passed on as they are
-    path_start = target.find(b"/", scheme_end + 3)
-    if path_start < 0:
-        query = target.find(b"?", scheme_end + 3)
-        return b"/" + (target[query:] if query >= 0 else b"")
-    return target[path_start:]
+        return None, target
+    start = scheme_end + 3
+    path_start = target.find(b"/", start)
+    query = target.find(b"?", start)
+    if path_start < 0 or 0 <= query < path_start:
+        end = query if query >= 0 else len(target)
+        return target[start:end], b"/" + target[end:]
+    return target[start:path_start], target[path_start:]
 
 
 class HTTP11Protocol(asyncio.Protocol):
@@ -724,9 +748,14 @@ class HTTP11Protocol(asyncio.Protocol):
                         status_code=status, headers=headers, reason=_REASONS.get(status, b"")
                     )
                 )
-                self.transport.write(data + self.conn.send(h11.Data(data=body)))
             except h11.LocalProtocolError:
-                pass
+                data = b""
+            if data:
+                try:
+                    data += self.conn.send(h11.Data(data=body))
+                except h11.LocalProtocolError:
+                    pass  # a HEAD request: the head alone
+                self.transport.write(data)
         if self.exchange is not None:
             self.exchange.lost()
         self.transport.close()
@@ -863,6 +892,11 @@ class HTTP11Protocol(asyncio.Protocol):
     def _arm_idle_timer(self) -> None:
         if self._close_when_done and self._served:
             self.transport.close()
+            return
+        if self.conn.trailing_data[0]:
+            # Part of the next head is here already: it gets header_timeout, not the
+            # keep-alive time.
+            self._timer = self.loop.call_later(self.settings.header_timeout, self._head_timeout)
             return
         self._idle = True
         self._timer = self.loop.call_later(self.settings.keepalive_timeout, self._idle_timeout)

@@ -503,6 +503,9 @@ VALID = [
     ok("absolute-form-https-encoded", req(b"GET https://example.com/a%20b?y HTTP/1.1",
                                           b"Host: example.com"),
        path="/a b", raw_path="/a%20b", query="y", headers=(("host", "example.com"),)),
+    ok("absolute-form-authority-beats-host",
+       req(b"GET http://a.example/p HTTP/1.1", b"Host: b.example", b"X-After: 1"),
+       path="/p", headers=(("host", "a.example"), ("x-after", "1"))),
     ok("options-asterisk", req(b"OPTIONS * HTTP/1.1", HOST), method="OPTIONS", path="*"),
     ok("longest-request-line", req(b"GET " + LONG_TARGET + b" HTTP/1.1", HOST),
        path=LONG_TARGET.decode()),
@@ -911,6 +914,11 @@ INVALID = [
     no("target-asterisk-for-get", req(b"GET * HTTP/1.1", HOST), 400),
     no("target-authority-for-get", req(b"GET example.com:80 HTTP/1.1", HOST), 400),
     no("tls-client-hello", TLS_CLIENT_HELLO),
+    no("connect-not-a-proxy", req(b"CONNECT example.com:443 HTTP/1.1", b"Host: example.com:443"),
+       501),
+    no("head-over-max-body", req(b"HEAD / HTTP/1.1", HOST, b"Content-Length: " + MAX_PLUS),
+       413),
+    no("head-with-bad-host", req(b"HEAD / HTTP/1.1", b"Host: a b"), 400),
 ]  # fmt: skip
 
 
@@ -929,7 +937,7 @@ def test_invalid_request_is_refused(target: Target, raw: bytes, statuses: frozen
     since = target.checkpoint()
     with target.connect() as conn:
         conn.send_refusable(raw)
-        reply = conn.response()
+        reply = conn.response("HEAD" if raw.startswith(b"HEAD ") else "GET")
         if statuses:
             assert reply is not None, "closed without a response"
             assert reply.status in statuses, reply
