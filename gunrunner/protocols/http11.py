@@ -455,8 +455,11 @@ def _check_head(
         # RFC 9112 6.1 lets a server refuse these: a proxy in front may have framed the
         # body by the other header (request smuggling).
         return 400, "both Content-Length and Transfer-Encoding", None, False
-    if host is not None and _HOST.fullmatch(host) is None:
-        return 400, "Host header is not a valid host[:port]", None, False
+    if host is not None and host != exchange.proto.valid_host:
+        if _HOST.fullmatch(host) is None:
+            return 400, "Host header is not a valid host[:port]", None, False
+        exchange.proto.valid_host = host  # keep-alive requests repeat it: checked once
+
     limit = settings.max_body_size
     if length is not None and limit and int(length) > limit:
         reason = f"Content-Length {int(length)} above max_body_size ({limit} bytes)"
@@ -548,6 +551,8 @@ class HTTP11Protocol(asyncio.Protocol):
         self.write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._close_when_done = False
+        self._last_request_read = False
+        self.valid_host: bytes | None = None  # the last Host value that passed the check
         self._served = 0  # responses completed on this connection
 
     # -- asyncio callbacks ----------------------------------------------------------------
@@ -597,9 +602,10 @@ class HTTP11Protocol(asyncio.Protocol):
                 if not data:
                     self._start_head_timer()
                     return
-        if self.conn.their_state is h11.MUST_CLOSE:
-            return  # after the client's last request: nothing more is read
-        self._start_head_timer()
+        if self._last_request_read:
+            return  # after the client's last request (close, HTTP/1.0) nothing is read
+        if self._idle:
+            self._start_head_timer()  # a new request begins
         self.conn.receive_data(data)
         if not self._paused_for_cycle:
             self._handle_events()
@@ -671,7 +677,8 @@ class HTTP11Protocol(asyncio.Protocol):
             elif kind is h11.EndOfMessage:
                 self.exchange.feed_end()  # type: ignore[union-attr]
                 if conn.their_state is h11.MUST_CLOSE:
-                    break  # the client's last request (close, HTTP/1.0): ignore what follows
+                    self._last_request_read = True  # (close, HTTP/1.0): ignore what follows
+                    break
             elif event is h11.NEED_DATA:
                 break
             elif event is h11.PAUSED:
@@ -822,17 +829,6 @@ class HTTP11Protocol(asyncio.Protocol):
             self.transport.close()
             return
         conn.start_next_cycle()
-        pending = conn.trailing_data[0]
-        if pending[:1] in (b"\r", b"\n"):
-            # Blank lines after the previous request (RFC 9112 2.2 says to ignore
-            # them); h11 would take them for a bad request line. A fresh h11
-            # connection gets what follows them.
-            conn = self.conn = h11.Connection(
-                h11.SERVER, max_incomplete_event_size=self.settings.max_incomplete_event_size
-            )
-            rest = bytes(pending).lstrip(b"\r\n")
-            if rest:  # (receive_data(b"") would mean EOF to h11)
-                conn.receive_data(rest)
         self.exchange = None
         self._served += 1
         if self._paused_for_body:
@@ -841,14 +837,35 @@ class HTTP11Protocol(asyncio.Protocol):
             self._paused_for_body = False
             if not self._paused_for_cycle:
                 self.transport.resume_reading()
-        if self._paused_for_cycle:
-            # A pipelined request is buffered in h11: serve it now.
-            self._paused_for_cycle = False
-            if not self._paused_for_body:
-                self.transport.resume_reading()
-            self._handle_events()
+        if not self._paused_for_cycle:
+            self._arm_idle_timer()  # h11 holds no byte of a next request (it would be PAUSED)
+            return
+        # Bytes of a pipelined request are buffered in h11: serve it now.
+        self._paused_for_cycle = False
+        self._skip_buffered_blank_lines()
+        self.transport.resume_reading()
+        self._handle_events()
         if self.exchange is None:
-            self._arm_idle_timer()
+            if self.conn.trailing_data[0]:
+                # Part of the next head is here: it gets header_timeout, not keep-alive.
+                self._timer = self.loop.call_later(
+                    self.settings.header_timeout, self._head_timeout
+                )
+            else:
+                self._arm_idle_timer()
+
+    def _skip_buffered_blank_lines(self) -> None:
+        """Blank lines after the previous request (RFC 9112 2.2 says to ignore them);
+        h11 would take them for a bad request line. A fresh h11 connection gets what
+        follows them."""
+        pending = self.conn.trailing_data[0]
+        if pending[:1] in (b"\r", b"\n"):
+            conn = self.conn = h11.Connection(
+                h11.SERVER, max_incomplete_event_size=self.settings.max_incomplete_event_size
+            )
+            rest = pending.lstrip(b"\r\n")
+            if rest:  # (receive_data(b"") would mean EOF to h11)
+                conn.receive_data(rest)
 
     # -- flow control and timers ----------------------------------------------------------
     def pause_for_body(self) -> None:
@@ -892,11 +909,6 @@ class HTTP11Protocol(asyncio.Protocol):
     def _arm_idle_timer(self) -> None:
         if self._close_when_done and self._served:
             self.transport.close()
-            return
-        if self.conn.trailing_data[0]:
-            # Part of the next head is here already: it gets header_timeout, not the
-            # keep-alive time.
-            self._timer = self.loop.call_later(self.settings.header_timeout, self._head_timeout)
             return
         self._idle = True
         self._timer = self.loop.call_later(self.settings.keepalive_timeout, self._idle_timeout)
