@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import stat
 from collections.abc import Coroutine
 from typing import Any
 
@@ -194,7 +195,7 @@ class _Cycle:
         if kind == "http.response.body":
             if self.status is None:
                 raise RuntimeError("ASGI app sent http.response.body before http.response.start")
-            if self.finished:
+            if self.finished or self.trailers is not None:
                 raise RuntimeError("ASGI app sent http.response.body after the response ended")
             exchange = self.exchange
             if exchange.disconnected:
@@ -253,6 +254,8 @@ class _Cycle:
             )
         if not os.path.isabs(path):
             raise RuntimeError(f"http.response.pathsend needs an absolute path, got {path!r}")
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block the whole worker
+            raise RuntimeError(f"http.response.pathsend needs a regular file, got {path!r}")
         exchange = self.exchange
         if exchange.disconnected:
             raise ClientDisconnected("client disconnected")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import io
 import logging
 import os
 import queue
@@ -162,17 +163,19 @@ class FileWrapper:
         From the file's position to its end, or fewer if the app set Content-Length
         (PEP 3333: never send more than it says).
         """
+        if not isinstance(self.filelike, (io.FileIO, io.BufferedReader)):
+            return None  # gzip.open() has a fileno() too, of the compressed bytes
         try:
             fd = self.filelike.fileno()
             offset = self.filelike.tell()
             info = os.fstat(fd)
-        except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation too
+        except (OSError, ValueError):  # io.UnsupportedOperation too
             return None
         if not stat.S_ISREG(info.st_mode):
             return None
         count = max(info.st_size - offset, 0)
         for name, value in headers:
-            if name.lower() == b"content-length" and value.isdigit():
+            if name.lower() == b"content-length" and value.strip().isdigit():
                 count = min(count, int(value))
         return offset, count
 

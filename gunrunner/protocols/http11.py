@@ -256,6 +256,7 @@ class _Exchange:
         conn = proto.conn
         try:
             head = conn.send(proto.response(self, status, headers, len(body)))
+            proto.note_close_after_head()
             if body and self.method != "HEAD" and status not in _HAS_NO_BODY:
                 data = head + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage())
                 self.sent = len(body)
@@ -276,6 +277,7 @@ class _Exchange:
             self._pending_head = self.proto.conn.send(
                 self.proto.response(self, status, headers, None)
             )
+            self.proto.note_close_after_head()
         except _BAD_RESPONSE as exc:
             self.proto.app_error(self, exc, status)
             raise RuntimeError(f"invalid response: {exc}") from None
@@ -346,10 +348,10 @@ class _Exchange:
         if self.disconnected:
             return
         proto = self.proto
-        end = h11.EndOfMessage()
-        if trailers and self.chunked and _accepts_trailers(self.headers):
-            end = h11.EndOfMessage(headers=trailers)
         try:
+            end = h11.EndOfMessage()
+            if trailers and self.chunked and _accepts_trailers(self.headers):
+                end = h11.EndOfMessage(headers=trailers)  # validates them
             out = proto.conn.send(end)
         except _BAD_RESPONSE as exc:
             proto.app_error(self, exc, None)
@@ -618,6 +620,13 @@ class HTTP11Protocol(asyncio.Protocol):
             self._cancel_timer()
             self._timer = self.loop.call_later(self.settings.header_timeout, self._head_timeout)
 
+    def note_close_after_head(self) -> None:
+        """Our head said Connection: close after the request ended: from now on any byte
+        from the client is ignored (h11 would take it for a protocol error and the
+        response under way would be cut)."""
+        if self.conn.their_state is h11.MUST_CLOSE:
+            self._last_request_read = True
+
     def _fresh(self) -> bool:
         """Nothing has been received on this connection yet."""
         return self._served == 0 and self.exchange is None and not self.conn.trailing_data[0]
@@ -777,7 +786,7 @@ class HTTP11Protocol(asyncio.Protocol):
             lowered = name.lower()
             if lowered in (b"content-length", b"transfer-encoding"):
                 has_length = True
-                chunked = lowered == b"transfer-encoding"
+                chunked = chunked or lowered == b"transfer-encoding"
             elif lowered == b"server":
                 has_server = True
         extra: Headers = [(b"date", date_header())]

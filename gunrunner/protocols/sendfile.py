@@ -31,6 +31,8 @@ async def send_range(writer: Writer, file: Any, offset: int, count: int) -> int:
     Fewer than `count` means the file ended early. OSError if the client went away.
     """
     loop, transport = writer.loop, writer.transport
+    if transport.is_closing():  # (loop.sendfile would raise RuntimeError)
+        raise ConnectionResetError("client disconnected")
     if transport.get_extra_info("ssl_object") is None:
         try:
             return await loop.sendfile(transport, file, offset, count, fallback=False)

@@ -308,6 +308,20 @@ async def asgi_app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
             headers.append((b"content-length", b"%d" % os.path.getsize(query["path"])))
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.pathsend", "path": query["path"]})
+    elif path == "/close-stream":
+        # Connection: close and five chunks 0.2 s apart (bytes from the client meanwhile
+        # must not cut it).
+        headers = [(b"content-type", b"text/plain"), (b"connection", b"close")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        for i in range(5):
+            await send({"type": "http.response.body", "body": b"c%d\n" % i, "more_body": True})
+            await asyncio.sleep(0.2)
+        await send({"type": "http.response.body", "body": b""})
+    elif path == "/bad-trailer":
+        await send({"type": "http.response.start", "status": 200, "headers": [],
+                    "trailers": True})  # fmt: skip
+        await send({"type": "http.response.body", "body": b"hello"})
+        await send({"type": "http.response.trailers", "headers": [(b"x-bad", b"a\nb")]})
     elif path == "/trailers":
         # ?parts=N[&cl=1]: a body in N messages, then two trailers messages.
         parts = int(query.get("parts", "2"))

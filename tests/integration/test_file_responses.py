@@ -324,3 +324,32 @@ def test_trailers_dropped_without_te_or_with_content_length(
     with connect(asgi, context) as sock:
         old = exchange(sock, "/trailers?parts=2", headers=TE, http10=True)
         assert old.body == b"part 0\npart 1\n" and old.trailers == []
+
+
+def test_invalid_trailer_closes_the_connection() -> None:
+    """A trailer h11 refuses (a newline in its value): logged, and the connection closed,
+    not left hanging with an unfinished chunked body."""
+    with running(ASGI) as server, connect(server) as sock:
+        sock.sendall(b"GET /bad-trailer HTTP/1.1\r\nHost: x\r\nTE: trailers\r\n\r\n")
+        received = b""
+        while chunk := sock.recv(65536):  # the 20 s socket timeout fails a hang
+            received += chunk
+        assert b"hello" in received
+        assert not received.endswith(b"0\r\n\r\n")
+        server.wait_for("invalid response from the app")
+
+
+def test_client_bytes_do_not_cut_a_closing_response() -> None:
+    """Connection: close from the app, then the client pipelines another request while
+    the body streams: the body still arrives whole, the extra request is ignored."""
+    with running(ASGI) as server, connect(server) as sock:
+        sock.sendall(b"GET /close-stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.3)
+        sock.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+        assert received.endswith(b"0\r\n\r\n"), received[-80:]
+        assert received.count(b"HTTP/1.1 ") == 1
+        for i in range(5):
+            assert b"c%d\n" % i in received
