@@ -495,7 +495,30 @@ class Arbiter:
         what, code, sig = describe_exit(status)
         expected = was is SlotState.DRAINING or slot.replaced
         if code in (EXIT_APP_LOAD_ERROR, EXIT_BOOT_ERROR) and not self.stopping and not expected:
-            self._boot_failed(slot, pid, successor, code, what)
+            others = [
+                s for s in self.slots.serving() if s is not slot and s.state is SlotState.READY
+            ]
+            if successor or self.options.reload or not others:
+                self._boot_failed(slot, pid, successor, code, what)
+                return
+            # A respawn failed to boot (e.g. a certificate file gone) while others serve:
+            # keep them serving and retry this slot with backoff.
+            message = slot.status_buffer.decode("utf-8", "replace").strip("\0").strip()
+            if message != slot.boot_error:
+                slot.boot_error = message
+                log.error(
+                    "worker %d (slot %d) could not boot; %d other worker(s) serve on, "
+                    "retrying with backoff:\n%s",
+                    pid,
+                    slot.index,
+                    len(others),
+                    message or what,
+                )
+            # Until a worker boots here, the kernel must not queue clients on this slot's
+            # sockets: close them (reopened by the next spawn).
+            self.listeners.close_slot(slot.index)
+            slot.failures += 1
+            slot.next_spawn = time.monotonic() + min(0.1 * 2**slot.failures, 10.0)
             return
         if slot.replaced:
             log.info("replaced worker %d (slot %d) %s after %.1fs", pid, slot.index, what, lived)
@@ -589,6 +612,7 @@ class Arbiter:
                 return
             if slot.state is SlotState.BOOTING and data.startswith(STATUS_READY):
                 slot.move(SlotState.READY)
+                slot.boot_error = ""
                 data = data[len(STATUS_READY) :]
                 self._worker_ready(slot)
             if data.startswith(STATUS_ERROR):

@@ -148,6 +148,7 @@ def option(
     minimum: float | None = None,
     metavar: str | None = None,
     const: str | None = None,
+    secret: bool = False,
 ) -> Any:
     """Declare one option: a dataclass field whose metadata drives CLI, TOML, env and docs."""
     meta = {
@@ -158,8 +159,9 @@ def option(
         "minimum": minimum,
         "metavar": metavar,
         "const": const,  # the value of a bare flag (--access-log alone)
+        "secret": secret,  # never shown: not by --print-config, errors or repr()
     }
-    return field(default=default, metadata=meta)
+    return field(default=default, metadata=meta, repr=not secret)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -395,6 +397,7 @@ class Options:
         None,
         kind=OPTIONAL_STR,
         metavar="PASSWORD",
+        secret=True,
         help="Password of an encrypted keyfile. Prefer the config file or the "
         "GUNRUNNER_KEYFILE_PASSWORD env var: a command line is visible to other users. "
         "Never printed by --print-config.",
@@ -536,8 +539,9 @@ def convert_text(name: str, text: str, source: str) -> Any:
     try:
         value = kind.from_text(text)
     except (TypeError, ValueError):
+        shown = "a secret value" if name in SECRET_OPTIONS else repr(text)
         raise ConfigError(
-            f"{_label(name, source)}: expected {_describe(name)}, got {text!r}",
+            f"{_label(name, source)}: expected {_describe(name)}, got {shown}",
             key=name,
             source=source,
         ) from None
@@ -582,7 +586,7 @@ def read_file(path: str) -> dict[str, Any]:
             value = kind.from_toml(raw_value)
         except (TypeError, ValueError):
             raise ConfigError(
-                f'key "{key}": expected {_describe(key)}, got {_toml_repr(raw_value)}',
+                f'key "{key}": expected {_describe(key)}, got {_toml_repr(key, raw_value)}',
                 key=key,
                 source=path,
             ) from None
@@ -593,7 +597,7 @@ def read_file(path: str) -> dict[str, Any]:
     return values
 
 
-def _toml_repr(value: Any) -> str:
+def _toml_repr(key: str, value: Any) -> str:
     type_name = {
         bool: "boolean",
         int: "integer",
@@ -602,6 +606,8 @@ def _toml_repr(value: Any) -> str:
         list: "array",
         dict: "table",
     }.get(type(value), type(value).__name__)
+    if key in SECRET_OPTIONS:
+        return f"a value of type {type_name} (not shown: it is secret)"
     return f"{value!r} ({type_name})"
 
 
@@ -655,8 +661,8 @@ def load(
     return Loaded(Options(**merged), sources, config_file)
 
 
-# Values --print-config must not show.
-SECRET_OPTIONS = frozenset({"keyfile_password"})
+# Values --print-config and error messages must not show.
+SECRET_OPTIONS = frozenset(name for name, f in FIELDS.items() if f.metadata["secret"])
 
 
 def render_toml(loaded: Loaded) -> str:

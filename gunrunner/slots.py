@@ -80,6 +80,7 @@ class WorkerSlot:
     retired: bool = False  # the slot goes away when its worker exits (TTOU)
     replaced: bool = False  # an old worker draining after its successor took over
     failures: int = 0  # consecutive early exits, for respawn backoff
+    boot_error: str = ""  # the last boot failure logged for this slot (logged once)
     next_spawn: float = 0.0
     status_buffer: bytearray = field(default_factory=bytearray)
 

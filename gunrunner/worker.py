@@ -36,6 +36,7 @@ from gunrunner.errors import (
     EXIT_ERROR,
     EXIT_OK,
     AppLoadError,
+    BootError,
     ConfigError,
     GunrunnerError,
 )
@@ -44,7 +45,7 @@ from gunrunner.protocols.http11 import ConnectionSettings, HTTP11Protocol
 from gunrunner.protocols.websocket import WebSocketSettings
 from gunrunner.proxy import ProxyTrust
 from gunrunner.slots import Heartbeat
-from gunrunner.tls import build_tls
+from gunrunner.tls import TLSServer, build_tls
 
 log = logging.getLogger(__name__)
 
@@ -106,11 +107,16 @@ class Worker:
     # -- entry points ---------------------------------------------------------------------
     def run(self) -> int:
         """Serve until stopped; raise AppLoadError or BootError when the app cannot start."""
+        try:
+            # First: certificates that do not load fail the boot before the app starts.
+            tls = build_tls(self.options)
+        except ConfigError as exc:
+            raise BootError(f"cannot serve TLS: {exc}") from None
         app, interface = load_app(self.options)
         loop = new_event_loop(self.options.loop)
         asyncio.set_event_loop(loop)
         try:
-            return loop.run_until_complete(self._serve(app, interface))
+            return loop.run_until_complete(self._serve(app, interface, tls))
         finally:
             with contextlib.suppress(Exception):
                 loop.run_until_complete(loop.shutdown_asyncgens())
@@ -129,7 +135,7 @@ class Worker:
             return EXIT_ERROR
 
     # -- serving --------------------------------------------------------------------------
-    async def _serve(self, app: Any, interface: str) -> int:
+    async def _serve(self, app: Any, interface: str, tls: TLSServer | None) -> int:
         loop = asyncio.get_running_loop()
         self._stop = loop.create_future()
         self._install_signals(loop)
@@ -152,7 +158,6 @@ class Worker:
                 if lifespan.supported:
                     state = lifespan.state
             bridge = ASGIBridge(asgi_app, root_path=options.root_path, state=state)
-        tls = build_tls(options)  # read the certificate files now: HUP renews them
         settings = ConnectionSettings(
             bridge,
             keepalive_timeout=options.keepalive_timeout,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import socket
 import ssl
@@ -380,5 +381,34 @@ def test_hup_rereads_certificates(certs: Certs, tmp_path: Path) -> None:
         assert wait_until(lambda: peer_cert_pem(server, context) == renewed, timeout=10)
         for _ in range(10):  # every worker serves the new one
             assert peer_cert_pem(server, context) == renewed
+    finally:
+        server.stop()
+
+
+def test_respawn_without_its_certificate_keeps_the_others_serving(
+    certs: Certs, tmp_path: Path
+) -> None:
+    """A worker that dies while the certificate file is gone cannot boot: the arbiter says
+    why, the other worker serves on, and the slot comes back once the file does."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_bytes(certs.cert_file.read_bytes())
+    key.write_bytes(certs.key_file.read_bytes())
+    context = certs.client_context()
+    server = start(WSGI, "--certfile", str(cert), "--keyfile", str(key), "--workers", "2",
+                   ready=2)
+    try:
+        victim, survivor = server.workers()
+        cert.rename(tmp_path / "moved.pem")
+        os.kill(victim, signal.SIGKILL)
+        server.wait_for(r"could not boot; 1 other worker\(s\) serve on.*\n.*certfile")
+        for _ in range(5):
+            assert get(server, "/hello", context).status_code == 200
+        assert server.proc.poll() is None
+        (tmp_path / "moved.pem").rename(cert)
+        assert wait_until(lambda: len(server.workers()) == 2 and survivor in server.workers(),
+                          timeout=15)
+        server.wait_for(r"worker \d+ \(slot 0\) ready", count=2)  # first boot, then again
+        for _ in range(10):
+            assert get(server, "/hello", context).status_code == 200
     finally:
         server.stop()

@@ -144,3 +144,14 @@ def test_print_config_round_trips(tmp_path: Path) -> None:
     assert "workers = 3  # command line" in text
     path = write(tmp_path, text)
     assert config.load({}, path, environ={}).options == loaded.options
+
+
+def test_secret_option_never_shown_in_errors_or_repr(tmp_path: Path) -> None:
+    """keyfile_password stays out of error messages (logged on HUP) and repr()."""
+    path = tmp_path / "secret.toml"
+    path.write_text("keyfile_password = 31415926\n")
+    with pytest.raises(ConfigError) as caught:
+        config.read_file(str(path))
+    assert "31415926" not in str(caught.value)
+    assert "keyfile_password" in str(caught.value)
+    assert "hunter2" not in repr(config.Options(keyfile_password="hunter2"))
