@@ -414,10 +414,20 @@ class _Response:
             self._check_started()
             pool.call_in_loop(self._respond, body)
             return
-        for chunk in result:
-            if chunk:
-                # PEP 3333: no block may wait for the next one (server-sent events).
-                self.write(chunk)
+        chunks = iter(result)
+        for chunk in chunks:
+            if not chunk:
+                continue
+            if not self.head_sent and self._declared_length() == len(chunk):
+                # The first block is the whole body the app declared (Flask, Django):
+                # one hop to the loop and one write, as for a list.
+                self.head_sent = True
+                pool.call_in_loop(self._respond, chunk)
+                if any(chunks):
+                    raise RuntimeError("the WSGI app yielded more than its Content-Length")
+                return
+            # PEP 3333: no block may wait for the next one (server-sent events).
+            self.write(chunk)
         if not self.head_sent:
             self._check_started()
             pool.call_in_loop(self._respond, b"")
@@ -434,6 +444,15 @@ class _Response:
             exchange.end()
 
         self.bridge._call(send())
+
+    def _declared_length(self) -> int | None:
+        for name, value in self.headers:
+            if name.lower() == b"content-length":
+                try:
+                    return int(value)
+                except ValueError:
+                    return None
+        return None
 
     def _check_started(self) -> None:
         if self.status is None:

@@ -421,6 +421,18 @@ def test_generator_chunk_is_sent_before_the_next_is_asked_for() -> None:
     assert calls[-1] == ("end",)
 
 
+def test_iterable_filling_its_content_length_is_one_respond() -> None:
+    """Flask and Django return iterables: a first block that is the whole declared body
+    goes out as one respond(), like a list."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Length", "4")])
+        yield b"body"
+
+    calls = serve(app, FakeExchange).calls
+    assert calls == [("respond", 200, [(b"Content-Length", b"4")], b"body")]
+
+
 def test_multi_chunk_generator_streams_in_order() -> None:
     """A generator with several chunks: start, the chunks in order, end."""
 
