@@ -284,6 +284,13 @@ class Options:
         "stops sending mid-body gets 408 (or a close, once the response started) and the "
         "app a disconnect, instead of holding a worker thread forever.",
     )
+    send_timeout: float = option(
+        60.0,
+        kind=FLOAT,
+        minimum=0.1,
+        help="Seconds a response may wait for a client that does not read it (its buffers "
+        "full) before the connection is dropped; frees the app and its WSGI thread.",
+    )
     limit_request_line: int = option(
         8190,
         kind=INT,

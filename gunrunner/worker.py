@@ -165,6 +165,7 @@ class Worker:
             server_header=options.server_header,
             header_timeout=options.header_timeout,
             body_timeout=options.body_timeout,
+            send_timeout=options.send_timeout,
             limit_request_line=options.limit_request_line,
             limit_request_fields=options.limit_request_fields,
             limit_request_field_size=options.limit_request_field_size,

@@ -94,6 +94,7 @@ class ConnectionSettings:
     websocket: WebSocketSettings | None = None
     header_timeout: float = 10.0
     body_timeout: float = 60.0
+    send_timeout: float = 60.0
     limit_request_line: int = 8190
     limit_request_fields: int = 100
     limit_request_field_size: int = 8190
@@ -325,7 +326,7 @@ class _Exchange:
                 proto.transport.write(out)
                 out = b""
             try:
-                sent = await send_range(proto, file, offset, count)
+                sent = await send_range(proto, file, offset, count, proto.settings.send_timeout)
             except OSError:
                 self.abort()
                 raise ClientDisconnected("client disconnected during sendfile") from None
@@ -648,9 +649,22 @@ class HTTP11Protocol(asyncio.Protocol):
         self._drain_waiters.clear()
 
     async def drain(self) -> None:
+        """Wait until the client reads again; drop it after send_timeout."""
         waiter = self.loop.create_future()
         self._drain_waiters.append(waiter)
-        await waiter
+        timer = self.loop.call_later(self.settings.send_timeout, self._send_timed_out)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+
+    def _send_timed_out(self) -> None:
+        log.info(
+            "client %s read nothing of its response for %ss; connection dropped",
+            self.client,
+            self.settings.send_timeout,
+        )
+        self.transport.abort()
 
     # -- events ---------------------------------------------------------------------------
     def _handle_events(self) -> None:

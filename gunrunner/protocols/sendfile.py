@@ -8,8 +8,11 @@ written as the client takes them, so a large file never sits in memory.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
 
 CHUNK = 256 * 1024
 
@@ -25,17 +28,18 @@ class Writer(Protocol):
         """Wait until the transport takes writes again."""
 
 
-async def send_range(writer: Writer, file: Any, offset: int, count: int) -> int:
+async def send_range(writer: Writer, file: Any, offset: int, count: int, timeout: float) -> int:
     """Send up to `count` bytes of `file` from `offset`; return how many were sent.
 
-    Fewer than `count` means the file ended early. OSError if the client went away.
+    Fewer than `count` means the file ended early. OSError if the client went away or
+    took no CHUNK for `timeout` seconds (it is not reading: the connection is dropped).
     """
-    loop, transport = writer.loop, writer.transport
+    transport = writer.transport
     if transport.is_closing():  # (loop.sendfile would raise RuntimeError)
         raise ConnectionResetError("client disconnected")
     if transport.get_extra_info("ssl_object") is None:
         try:
-            return await loop.sendfile(transport, file, offset, count, fallback=False)
+            return await _native(writer, file, offset, count, timeout)
         except (NotImplementedError, asyncio.SendfileNotAvailableError):
             pass  # nothing was sent: copy instead
     fd = file.fileno()
@@ -50,4 +54,29 @@ async def send_range(writer: Writer, file: Any, offset: int, count: int) -> int:
         sent += len(block)
         if writer.write_paused:
             await writer.drain()
+    return sent
+
+
+async def _native(writer: Writer, file: Any, offset: int, count: int, timeout: float) -> int:
+    """sendfile(2) in CHUNK steps, each bounded by `timeout`: a client that stops
+    reading cannot hold the connection (and a WSGI thread) forever."""
+    sent = 0
+    while sent < count:
+        step = min(CHUNK, count - sent)
+        try:
+            done = await asyncio.wait_for(
+                writer.loop.sendfile(writer.transport, file, offset + sent, step, fallback=False),
+                timeout,
+            )
+        except asyncio.TimeoutError:  # (TimeoutError from 3.11 on)
+            log.info(
+                "client %s read nothing of its response for %ss; connection dropped",
+                writer.transport.get_extra_info("peername"),
+                timeout,
+            )
+            writer.transport.abort()
+            raise ConnectionResetError(f"client read nothing for {timeout}s") from None
+        sent += done
+        if done < step:
+            break  # the file ended
     return sent

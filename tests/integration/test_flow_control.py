@@ -81,3 +81,27 @@ def test_response_to_a_client_that_does_not_read(app: str) -> None:
             grown = rss(server.pid) - before
         assert grown < BOUND, f"worker memory grew {grown / MIB:.1f} MiB"
         assert warm(server) > 0
+
+
+@pytest.mark.parametrize(
+    "target", ["/file?path={big}", "/stream?n=5000&size=65536"], ids=["sendfile", "stream"]
+)
+def test_client_that_never_reads_is_dropped_after_send_timeout(
+    target: str, tmp_path: Path
+) -> None:
+    """With one WSGI thread, a client that never reads would hold it forever: after
+    --send-timeout the connection is dropped and the thread serves the next client."""
+    big = tmp_path / "big.bin"
+    with open(big, "wb") as f:
+        f.truncate(256 * MIB)  # sparse
+    args = ("--workers", "1", "--threads", "1", "--send-timeout", "1")
+    with running(WSGI, *args, ready=1) as server:
+        with socket.create_connection((server.host, server.port), timeout=10) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            path = target.format(big=big)
+            sock.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path.encode())
+            time.sleep(0.5)
+            started = time.monotonic()
+            assert warm(server) > 0  # served: the thread was freed
+            assert time.monotonic() - started < 5
+        server.wait_for("read nothing")
