@@ -419,8 +419,7 @@ class Options:
         "none",
         kind=STR,
         choices=("none", "optional", "required"),
-        help="Client certificates: not asked for, checked when sent, or required (needs "
-        "ca_certs).",
+        help="Client certificates: not asked for, checked when sent, or required (needs ca_certs).",
     )
     ciphers: str | None = option(
         None,

@@ -42,13 +42,14 @@ class TLSServer:
 
     def connection_info(self, ssl_object: Any) -> dict[str, Any]:
         """The ASGI `tls` extension for one connection (asgiref specs/tls.rst)."""
-        chain: list[str] = []
+        chain: tuple[str, ...] = ()
         name: str | None = None
         leaf = ssl_object.getpeercert(binary_form=True)
         if leaf:
-            verified = getattr(ssl_object, "get_verified_chain", None)  # Python >= 3.13
-            ders = verified() if verified is not None else [leaf]
-            chain = [ssl.DER_cert_to_PEM_cert(bytes(der)) for der in ders]
+            # The chain the client sent (Python >= 3.13 can tell), else its certificate.
+            sent = getattr(ssl_object, "get_unverified_chain", None)
+            ders = sent() if sent is not None else [leaf]
+            chain = tuple(ssl.DER_cert_to_PEM_cert(bytes(der)) for der in ders)
             name = rfc4514_name(ssl_object.getpeercert().get("subject", ()))
         cipher = ssl_object.cipher()
         return {
@@ -75,9 +76,7 @@ def rfc4514_name(subject: Any) -> str:
 def _escape_rdn(value: str) -> str:
     out = []
     for i, char in enumerate(value):
-        if char in ',+"\\<>;' or (i == 0 and char in "# ") or (
-            i == len(value) - 1 and char == " "
-        ):
+        if char in ',+"\\<>;' or (i == 0 and char in "# ") or (i == len(value) - 1 and char == " "):
             out.append("\\" + char)
         elif char == "\0":
             out.append("\\00")
@@ -86,7 +85,7 @@ def _escape_rdn(value: str) -> str:
     return "".join(out)
 
 
-def tls_options_set(options: Options) -> list[str]:
+def _tls_options_set(options: Options) -> list[str]:
     """The names of the TLS options that are set to something other than their default."""
     names = ("keyfile", "keyfile_password", "ca_certs", "ciphers")
     found = [name for name in names if getattr(options, name)]
@@ -98,7 +97,7 @@ def tls_options_set(options: Options) -> list[str]:
 def build_tls(options: Options) -> TLSServer | None:
     """The TLS server for these options, or None for plain HTTP; ConfigError if unusable."""
     if not options.certfile:
-        stray = tls_options_set(options)
+        stray = _tls_options_set(options)
         if stray:
             raise ConfigError(
                 f"{', '.join(stray)} set but certfile is not: set certfile to serve HTTPS",

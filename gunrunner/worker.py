@@ -340,7 +340,7 @@ class Acceptor:
         if sys.version_info >= (3, 11):
             # Closing waits this long for the client's close_notify, holding the
             # connection (and a drain) open; asyncio's default is 30 s.
-            self.tls_args["ssl_shutdown_timeout"] = 5.0
+            self.tls_args["ssl_shutdown_timeout"] = 2.0
 
     def _at_capacity(self) -> bool:
         return bool(self.max_connections) and (

@@ -237,7 +237,6 @@ class _Cycle:
         else:
             raise RuntimeError(f"ASGI app sent unexpected message type {kind!r}")
 
-
     def _body_ended(self) -> None:
         if self.trailers_wanted:
             self.trailers = []  # the response ends with the last trailers message

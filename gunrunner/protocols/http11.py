@@ -432,7 +432,6 @@ def _check_head(
     size = line + 4  # as h11 counts: the request line's CRLF and the blank line too
     upgrade = length = host = None
     forwarded = chunked = False
-    hosts = 0
     for name, value in headers:
         field = len(name) + len(value)
         if field > field_limit:
@@ -444,16 +443,15 @@ def _check_head(
         elif name == b"content-length":
             length = value
         elif name == b"host":
-            host = value
-            hosts += 1
+            host = value  # (h11 refuses a second Host)
         elif name == b"transfer-encoding":
             chunked = True
         elif name == b"forwarded" or name.startswith(b"x-forwarded-"):
             forwarded = True
     if size > settings.max_incomplete_event_size:
         return 431, "request header block too large", None, False
-    if hosts > 1:
-        return 400, "more than one Host header", None, False  # RFC 9112 3.2
+    if host is None and version != b"1.0":
+        return 400, "missing Host header", None, False  # HTTP/1.2 is served as 1.1
     if chunked and length is not None:
         # RFC 9112 6.1 lets a server refuse these: a proxy in front may have framed the
         # body by the other header (request smuggling).
@@ -498,6 +496,17 @@ def _other_target_ok(method: bytes, target: bytes) -> bool:
     if b"://" in target:
         return target.split(b"://", 1)[0].lower() in (b"http", b"https")
     return target == b"*" and method == b"OPTIONS"
+
+
+def _skip_blank_lines(data: bytes) -> bytes:
+    """`data` without the empty lines (CRLF or bare LF) it starts with; a lone CR stays."""
+    while True:
+        if data.startswith(b"\r\n"):
+            data = data[2:]
+        elif data.startswith(b"\n"):
+            data = data[1:]
+        else:
+            return data
 
 
 def _with_host(headers: Headers, authority: bytes) -> Headers:
@@ -601,7 +610,7 @@ class HTTP11Protocol(asyncio.Protocol):
                 self.transport.close()
                 return
             if self.conn.their_state is h11.IDLE and not self.conn.trailing_data[0]:
-                data = data.lstrip(b"\r\n")  # blank lines before a request (RFC 9112 2.2)
+                data = _skip_blank_lines(data)  # before a request (RFC 9112 2.2)
                 if not data:
                     self._start_head_timer()
                     return
@@ -871,9 +880,7 @@ class HTTP11Protocol(asyncio.Protocol):
         if self.exchange is None:
             if self.conn.trailing_data[0]:
                 # Part of the next head is here: it gets header_timeout, not keep-alive.
-                self._timer = self.loop.call_later(
-                    self.settings.header_timeout, self._head_timeout
-                )
+                self._timer = self.loop.call_later(self.settings.header_timeout, self._head_timeout)
             else:
                 self._arm_idle_timer()
 
@@ -886,7 +893,7 @@ class HTTP11Protocol(asyncio.Protocol):
             conn = self.conn = h11.Connection(
                 h11.SERVER, max_incomplete_event_size=self.settings.max_incomplete_event_size
             )
-            rest = pending.lstrip(b"\r\n")
+            rest = _skip_blank_lines(pending)
             if rest:  # (receive_data(b"") would mean EOF to h11)
                 conn.receive_data(rest)
 

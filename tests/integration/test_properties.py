@@ -310,7 +310,8 @@ def _fresh_model(data: bytes) -> h11.Connection:
     """An h11 server connection holding `data`, less the blank lines a request may follow
     (RFC 9112 2.2: a server SHOULD ignore them)."""
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
-    data = data.lstrip(b"\r\n")
+    while data.startswith((b"\r\n", b"\n")):  # empty lines: CRLF or bare LF, not a lone CR
+        data = data[2:] if data.startswith(b"\r\n") else data[1:]
     if data:
         conn.receive_data(data)  # (b"" would tell h11 the client closed)
     return conn
