@@ -1,7 +1,8 @@
 """HTTP/1.1 over asyncio: an asyncio.Protocol that drives an h11.Connection.
 
 h11 owns the wire format; this module moves bytes and events and never parses HTTP
-itself. Every h11 type stays in this file: the app bridges see an `Exchange`.
+itself. h11 types stay here and in request_head.py (the checks on a request head): the
+app bridges see an `Exchange`.
 
 Rules:
 1. One request at a time per connection (h11 serialises pipelined requests): a request
@@ -26,8 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import re
 import socket
 import time
 from dataclasses import KW_ONLY, dataclass, field
@@ -40,6 +39,15 @@ import h11
 
 from gunrunner.access import AccessLog
 from gunrunner.apps.types import AppBridge, ClientDisconnected, Headers
+from gunrunner.protocols.request_head import (
+    accepts_trailers,
+    apply_forwarded,
+    check_head,
+    request_id,
+    skip_blank_lines,
+    split_absolute_form,
+    with_host,
+)
 from gunrunner.protocols.sendfile import send_range
 from gunrunner.protocols.websocket import WebSocketProtocol, WebSocketSettings
 from gunrunner.proxy import ProxyTrust
@@ -62,10 +70,6 @@ _ERROR_HEADERS = [
 _HAS_NO_BODY = frozenset({204, 304})
 # First bytes of a read that need a look: a TLS record (0x16), a blank line (CR, LF).
 _SPECIAL_FIRST_BYTES = frozenset({0x16, 13, 10})
-# RFC 3986 host (IP-literal, IPv4 or reg-name, maybe empty) and optional port.
-_HOST = re.compile(
-    rb"(\[[0-9A-Fa-f:.]+\]|([A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*)(:[0-9]{0,5})?"
-)
 
 _date_second = 0
 _date_value = b""
@@ -153,9 +157,9 @@ class _Exchange:
         self.headers: Headers = list(request.headers)
         target = request.target
         if not target.startswith(b"/"):
-            authority, target = _split_absolute_form(target)
+            authority, target = split_absolute_form(target)
             if authority is not None:
-                self.headers = _with_host(self.headers, authority)
+                self.headers = with_host(self.headers, authority)
         raw_path, _, self.query_string = target.partition(b"?")
         self.raw_path = raw_path
         path = raw_path.decode("latin-1")
@@ -351,7 +355,7 @@ class _Exchange:
         proto = self.proto
         try:
             end = h11.EndOfMessage()
-            if trailers and self.chunked and _accepts_trailers(self.headers):
+            if trailers and self.chunked and accepts_trailers(self.headers):
                 end = h11.EndOfMessage(headers=trailers)  # validates them
             out = proto.conn.send(end)
         except _BAD_RESPONSE as exc:
@@ -396,148 +400,6 @@ class _Span:
 
     def __len__(self) -> int:
         return self.count
-
-
-def _accepts_trailers(headers: Headers) -> bool:
-    """The client said `TE: trailers` (the ASGI extension sends them only then)."""
-    return any(name == b"te" and b"trailers" in value.lower() for name, value in headers)
-
-
-def _check_head(
-    exchange: _Exchange, request: h11.Request, settings: ConnectionSettings
-) -> tuple[int, str, bytes | None, bool]:
-    """(status, reason) for a head that breaks a limit, else (0, ""); its Upgrade; and
-    whether it carries forwarding headers (one pass over the headers for all of it).
-
-    h11 measures only incomplete heads (max_incomplete_event_size); a head that arrived
-    whole in one read is measured here.
-    """
-    line = len(request.method) + len(request.target) + 10
-    if line > settings.limit_request_line:
-        return 414, f"request line longer than {settings.limit_request_line} bytes", None, False
-    if request.method == b"CONNECT":
-        # A 2xx would make h11 hand the connection over as a tunnel: we are no proxy.
-        return 501, "CONNECT is not supported: this is not a proxy", None, False
-    version = request.http_version
-    if not version.startswith(b"1."):
-        # h11 parses HTTP/2.0 or HTTP/0.9 as if it were HTTP/1.x (RFC 9110 15.6.6).
-        return 505, f"HTTP/{version.decode()} is not supported; use HTTP/1.1", None, False
-    target = request.target
-    if target[:1] != b"/" and not _other_target_ok(request.method, target):
-        return 400, "request target must be a path (or absolute URL)", None, False
-    headers = exchange.headers
-    if len(headers) > settings.limit_request_fields:
-        return 431, f"more than {settings.limit_request_fields} header fields", None, False
-    field_limit = settings.limit_request_field_size
-    size = line + 4  # as h11 counts: the request line's CRLF and the blank line too
-    upgrade = length = host = None
-    forwarded = chunked = False
-    for name, value in headers:
-        field = len(name) + len(value)
-        if field > field_limit:
-            reason = f"header field {name.decode()!r} longer than {field_limit} bytes"
-            return 431, reason, None, False
-        size += field + 4
-        if name == b"upgrade":
-            upgrade = value
-        elif name == b"content-length":
-            length = value
-        elif name == b"host":
-            host = value  # (h11 refuses a second Host)
-        elif name == b"transfer-encoding":
-            chunked = True
-        elif name == b"forwarded" or name.startswith(b"x-forwarded-"):
-            forwarded = True
-    if size > settings.max_incomplete_event_size:
-        return 431, "request header block too large", None, False
-    if host is None and version != b"1.0":
-        return 400, "missing Host header", None, False  # HTTP/1.2 is served as 1.1
-    if chunked and length is not None:
-        # RFC 9112 6.1 lets a server refuse these: a proxy in front may have framed the
-        # body by the other header (request smuggling).
-        return 400, "both Content-Length and Transfer-Encoding", None, False
-    if host is not None and host != exchange.proto.valid_host:
-        if _HOST.fullmatch(host) is None:
-            return 400, "Host header is not a valid host[:port]", None, False
-        exchange.proto.valid_host = host  # keep-alive requests repeat it: checked once
-
-    limit = settings.max_body_size
-    if length is not None and limit and int(length) > limit:
-        reason = f"Content-Length {int(length)} above max_body_size ({limit} bytes)"
-        return 413, reason, None, False
-    return 0, "", upgrade, forwarded
-
-
-def _request_id(headers: Headers, trusted: bool) -> str:
-    """X-Request-ID from a trusted proxy (if sane), else a fresh random one."""
-    if trusted:
-        for name, value in headers:
-            if name == b"x-request-id" and 0 < len(value) <= 200:
-                return value.decode("latin-1")
-    return os.urandom(8).hex()
-
-
-def _apply_forwarded(exchange: _Exchange, proxy: ProxyTrust) -> None:
-    """Client, scheme and host as the trusted proxy in front of us reports them."""
-    client, scheme, host = proxy.resolve(exchange.headers, exchange.client, exchange.scheme)
-    exchange.client = client
-    exchange.scheme = scheme
-    if host:
-        name, _, port = host.rpartition(":") if host.count(":") == 1 else (host, "", "")
-        default = 443 if scheme in ("https", "wss") else 80
-        exchange.server = (name or host, int(port) if port.isdigit() else default)
-        # Apps build URLs from Host (PEP 3333, Starlette): it says what the client asked.
-        exchange.headers = [(n, v) for n, v in exchange.headers if n != b"host"]
-        exchange.headers.append((b"host", host.encode("latin-1")))
-
-
-def _other_target_ok(method: bytes, target: bytes) -> bool:
-    """A target not starting with "/": absolute-form, or "*" for OPTIONS."""
-    if b"://" in target:
-        return target.split(b"://", 1)[0].lower() in (b"http", b"https")
-    return target == b"*" and method == b"OPTIONS"
-
-
-def _skip_blank_lines(data: bytes) -> bytes:
-    """`data` without the empty lines (CRLF or bare LF) it starts with; a lone CR stays."""
-    while True:
-        if data.startswith(b"\r\n"):
-            data = data[2:]
-        elif data.startswith(b"\n"):
-            data = data[1:]
-        else:
-            return data
-
-
-def _with_host(headers: Headers, authority: bytes) -> Headers:
-    """RFC 9112 3.2.2: an absolute-form target's authority replaces the Host header (in
-    the first Host's place, so the order of the fields is kept)."""
-    out: Headers = []
-    placed = False
-    for name, value in headers:
-        if name != b"host":
-            out.append((name, value))
-        elif not placed:
-            out.append((b"host", authority))
-            placed = True
-    if not placed:
-        out.append((b"host", authority))
-    return out
-
-
-def _split_absolute_form(target: bytes) -> tuple[bytes | None, bytes]:
-    """(authority, path and query) of an absolute-form target (http://host/path?q);
-    (None, target) for the other forms ("*" of OPTIONS), passed on as they are."""
-    scheme_end = target.find(b"://")
-    if scheme_end < 0:
-        return None, target
-    start = scheme_end + 3
-    path_start = target.find(b"/", start)
-    query = target.find(b"?", start)
-    if path_start < 0 or 0 <= query < path_start:
-        end = query if query >= 0 else len(target)
-        return target[start:end], b"/" + target[end:]
-    return target[start:path_start], target[path_start:]
 
 
 class HTTP11Protocol(asyncio.Protocol):
@@ -610,7 +472,7 @@ class HTTP11Protocol(asyncio.Protocol):
                 self.transport.close()
                 return
             if self.conn.their_state is h11.IDLE and not self.conn.trailing_data[0]:
-                data = _skip_blank_lines(data)  # before a request (RFC 9112 2.2)
+                data = skip_blank_lines(data)  # before a request (RFC 9112 2.2)
                 if not data:
                     self._start_head_timer()
                     return
@@ -693,15 +555,15 @@ class HTTP11Protocol(asyncio.Protocol):
             elif kind is h11.Request:
                 self._cancel_timer()
                 exchange = _Exchange(self, event)  # type: ignore[arg-type]
-                status, reason, upgrade, forwarded = _check_head(exchange, event, self.settings)  # type: ignore[arg-type]
+                status, reason, upgrade, forwarded = check_head(exchange, event, self.settings)  # type: ignore[arg-type]
                 if status:
                     self.reject(status, reason)
                     return
                 if forwarded and self._trusted:
-                    _apply_forwarded(exchange, self.settings.proxy)  # type: ignore[arg-type]
+                    apply_forwarded(exchange, self.settings.proxy)  # type: ignore[arg-type]
                 if self.settings.access is not None:
                     exchange.started = time.monotonic()
-                    exchange.request_id = _request_id(exchange.headers, self._trusted)
+                    exchange.request_id = request_id(exchange.headers, self._trusted)
                 if upgrade and exchange.method == "GET" and b"websocket" in upgrade.lower():
                     self._upgrade_websocket(exchange, event)  # type: ignore[arg-type]
                     return
@@ -893,7 +755,7 @@ class HTTP11Protocol(asyncio.Protocol):
             conn = self.conn = h11.Connection(
                 h11.SERVER, max_incomplete_event_size=self.settings.max_incomplete_event_size
             )
-            rest = _skip_blank_lines(pending)
+            rest = skip_blank_lines(pending)
             if rest:  # (receive_data(b"") would mean EOF to h11)
                 conn.receive_data(rest)
 
