@@ -11,6 +11,7 @@ import http.client
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -97,7 +98,9 @@ class ServerProcess:
         text = self._log.read().decode(errors="replace")
         return text[-limit:].strip()
 
-    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
+    def wait_ready(
+        self, timeout: float = READY_TIMEOUT, tls: ssl.SSLContext | None = None
+    ) -> None:
         """Poll until GET / answers 200; refused/reset just means not yet."""
         assert self.proc is not None
         deadline = time.monotonic() + timeout
@@ -109,7 +112,7 @@ class ServerProcess:
                     f"{self.name} exited with code {code} before ready:\n{self.output_tail()}"
                 )
             try:
-                status = http_get_status(self.port)
+                status = http_get_status(self.port, tls=tls)
             except (OSError, http.client.HTTPException) as exc:
                 last = repr(exc)
             else:
@@ -160,9 +163,13 @@ class ServerProcess:
         self.stop()
 
 
-def http_get_status(port: int, timeout: float = 2.0) -> int:
-    """One GET / on a fresh connection; the status code."""
-    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout)
+def http_get_status(port: int, timeout: float = 2.0, tls: ssl.SSLContext | None = None) -> int:
+    """One GET / on a fresh connection (HTTPS with `tls`); the status code."""
+    conn: http.client.HTTPConnection
+    if tls is None:
+        conn = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout)
+    else:
+        conn = http.client.HTTPSConnection(LOOPBACK, port, timeout=timeout, context=tls)
     try:
         conn.request("GET", "/")
         resp = conn.getresponse()

@@ -4,7 +4,10 @@ Opens N connections, makes one request on each so each is an idle keep-alive
 connection, and divides the worker's memory growth by N. Each repeat starts a
 fresh server; the median over repeats is reported.
 
-    python benchmarks/idle_memory.py [--server gunrunner|uvicorn] [--connections 1000]
+    python benchmarks/idle_memory.py [--server gunrunner|uvicorn] [--connections 1000] [--tls]
+
+--tls serves HTTPS with a throw-away certificate (trustme, a test extra) and opens TLS
+connections: the per-connection cost of OpenSSL's state.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ import resource
 import select
 import shlex
 import socket
+import ssl
 import statistics
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,7 +175,9 @@ def read_response(sock: socket.socket) -> int:
     return status
 
 
-def open_idle(port: int, count: int, deadline: float) -> list[socket.socket]:
+def open_idle(
+    port: int, count: int, deadline: float, tls: ssl.SSLContext | None = None
+) -> list[socket.socket]:
     """count connections, one request each, left open; bounded by deadline."""
     socks: list[socket.socket] = []
     try:
@@ -178,6 +185,12 @@ def open_idle(port: int, count: int, deadline: float) -> list[socket.socket]:
             if time.monotonic() > deadline:
                 raise BenchError(f"opened only {i} of {count} connections in time")
             sock = socket.create_connection((LOOPBACK, port), timeout=SOCKET_TIMEOUT)
+            if tls is not None:
+                try:
+                    sock = tls.wrap_socket(sock, server_hostname=LOOPBACK)
+                except BaseException:
+                    sock.close()
+                    raise
             socks.append(sock)
             sock.sendall(REQUEST)
             status = read_response(sock)
@@ -199,7 +212,8 @@ def count_closed(socks: list[socket.socket]) -> int:
             poller.register(fd, select.POLLIN)
         for fd, _ in poller.poll(0):
             try:
-                if batch[fd].recv(1, socket.MSG_PEEK) == b"":
+                # (the plain socket's recv: an SSLSocket refuses MSG_PEEK)
+                if socket.socket.recv(batch[fd], 1, socket.MSG_PEEK) == b"":
                     closed += 1
             except OSError:
                 closed += 1
@@ -214,18 +228,20 @@ def close_all(socks: list[socket.socket]) -> None:
 # --- measuring -------------------------------------------------------------------------------
 
 
-def measure_once(kind: str, count: int, settle: float, extra: list[str]) -> Sample:
+def measure_once(
+    kind: str, count: int, settle: float, extra: list[str], tls: ssl.SSLContext | None
+) -> Sample:
     """Fresh server: warm up, read memory, open `count` idle connections, read again."""
     port = free_port()
     with ServerProcess(kind, server_argv(kind, port, extra), port) as server:
-        server.wait_ready()
+        server.wait_ready(tls=tls)
         # A few connections first so one-time allocations (imports, caches)
         # are not charged to the measured connections.
-        close_all(open_idle(port, WARMUP_CONNECTIONS, time.monotonic() + 30))
+        close_all(open_idle(port, WARMUP_CONNECTIONS, time.monotonic() + 30, tls))
         time.sleep(settle)
         before = tree_memory(server.pid)
         deadline = time.monotonic() + KEEPALIVE_SECONDS / 2
-        socks = open_idle(port, count, deadline)
+        socks = open_idle(port, count, deadline, tls)
         try:
             time.sleep(settle)
             after = tree_memory(server.pid)
@@ -255,27 +271,57 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--server-args", default="", help="extra server arguments, e.g. '--backlog 4096'"
     )
+    p.add_argument("--tls", action="store_true", help="HTTPS (certificate from trustme)")
     args = p.parse_args(argv)
     if args.connections < 1 or args.repeat < 1:
         p.error("--connections and --repeat must be >= 1")
     return args
 
 
+def make_certificate(directory: Path) -> tuple[ssl.SSLContext, str, str]:
+    """A throw-away CA and server certificate; the client context trusts the CA."""
+    try:
+        import trustme
+    except ImportError:
+        raise BenchError("--tls needs trustme: pip install -e '.[test]'") from None
+    ca = trustme.CA()
+    cert = ca.issue_cert(LOOPBACK)
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert.cert_chain_pems[0].write_to_path(str(cert_path))
+    cert.private_key_pem.write_to_path(str(key_path))
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return context, str(cert_path), str(key_path)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     raise_on_sigterm()
     extra = shlex.split(args.server_args)
+    tls: ssl.SSLContext | None = None
+    workdir = tempfile.TemporaryDirectory(prefix="idle-memory-tls-")
+    if args.tls:
+        tls, cert, key = make_certificate(Path(workdir.name))
+        if args.server == "gunrunner":
+            extra += ["--certfile", cert, "--keyfile", key]
+        else:
+            extra += ["--ssl-certfile", cert, "--ssl-keyfile", key]
     try:
         raise_nofile(args.connections + WARMUP_CONNECTIONS + 256)
         samples = []
         for i in range(1, args.repeat + 1):
-            samples.append(measure_once(args.server, args.connections, args.settle, extra))
+            samples.append(
+                measure_once(args.server, args.connections, args.settle, extra, tls)
+            )
             print_sample(i, samples[-1])
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    finally:
+        workdir.cleanup()
     print(
-        f"\n{args.server}: {args.connections} idle keep-alive connections, median of"
+        f"\n{args.server}: {args.connections} idle keep-alive"
+        f" {'TLS ' if args.tls else ''}connections, median of"
         f" {len(samples)} runs:"
     )
     for field in ("private", "pss", "rss"):
