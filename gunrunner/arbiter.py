@@ -517,8 +517,7 @@ class Arbiter:
             # Until a worker boots here, the kernel must not queue clients on this slot's
             # sockets: close them (reopened by the next spawn).
             self.listeners.close_slot(slot.index)
-            slot.failures += 1
-            slot.next_spawn = time.monotonic() + min(0.1 * 2**slot.failures, 10.0)
+            self._back_off(slot)
             return
         if slot.replaced:
             log.info("replaced worker %d (slot %d) %s after %.1fs", pid, slot.index, what, lived)
@@ -554,10 +553,14 @@ class Arbiter:
         if slot.retired:
             self._drop_slot(slot)
         elif not expected and lived < YOUNG_DEATH:
-            slot.failures += 1
-            slot.next_spawn = time.monotonic() + min(0.1 * 2**slot.failures, 10.0)
+            self._back_off(slot)
         else:
             slot.failures = 0
+
+    def _back_off(self, slot: WorkerSlot) -> None:
+        """Respawn this slot later, the longer the more often it failed (0.2 s .. 10 s)."""
+        slot.failures += 1
+        slot.next_spawn = time.monotonic() + min(0.1 * 2**slot.failures, 10.0)
 
     def _boot_failed(
         self, worker: WorkerSlot, pid: int, successor: bool, code: int, what: str

@@ -7,6 +7,7 @@ again: a renewed certificate needs no restart.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,6 +62,20 @@ class TLSServer:
             "tls_version": _WIRE_VERSIONS.get(ssl_object.version() or ""),
             "cipher_suite": self.cipher_ids.get(cipher[0]) if cipher else None,
         }
+
+
+TLS_READ_BUFFER = 32 * 1024
+
+
+def shrink_asyncio_tls_buffer() -> None:
+    """asyncio gives each TLS connection a read buffer of SSLProtocol.max_size, 256 KiB:
+    277 KiB per idle connection, measured (benchmarks/idle_memory.py --tls). A TLS record
+    is at most 16 KiB plus overhead, so 32 KiB reads whole records. Process-wide, so
+    only for a serving process; private asyncio API, hence the getattr guards."""
+    sslproto = getattr(asyncio, "sslproto", None)
+    protocol = getattr(sslproto, "SSLProtocol", None)
+    if getattr(protocol, "max_size", 0) > TLS_READ_BUFFER:
+        protocol.max_size = TLS_READ_BUFFER  # type: ignore[union-attr]
 
 
 def rfc4514_name(subject: Any) -> str:

@@ -45,11 +45,9 @@ from gunrunner.protocols.http11 import ConnectionSettings, HTTP11Protocol
 from gunrunner.protocols.websocket import WebSocketSettings
 from gunrunner.proxy import ProxyTrust
 from gunrunner.slots import Heartbeat
-from gunrunner.tls import TLSServer, build_tls
+from gunrunner.tls import TLSServer, build_tls, shrink_asyncio_tls_buffer
 
 log = logging.getLogger(__name__)
-
-TLS_READ_BUFFER = 32 * 1024
 
 # Status pipe messages, worker -> arbiter.
 STATUS_READY = b"R"
@@ -339,13 +337,7 @@ class Acceptor:
     def use_tls(self, context: ssl.SSLContext, handshake_timeout: float) -> None:
         """Wrap accepted connections in TLS; the handshake counts against header_timeout."""
         self.tls_args = {"ssl": context, "ssl_handshake_timeout": handshake_timeout}
-        # asyncio gives each TLS connection a read buffer of SSLProtocol.max_size, 256 KiB:
-        # 277 KiB per idle connection, measured (benchmarks/idle_memory.py --tls). A TLS
-        # record is at most 16 KiB plus overhead, so 32 KiB reads whole records.
-        sslproto = getattr(asyncio, "sslproto", None)
-        protocol = getattr(sslproto, "SSLProtocol", None)
-        if getattr(protocol, "max_size", 0) > TLS_READ_BUFFER:
-            protocol.max_size = TLS_READ_BUFFER  # type: ignore[union-attr]
+        shrink_asyncio_tls_buffer()
         if sys.version_info >= (3, 11):
             # Closing waits this long for the client's close_notify, holding the
             # connection (and a drain) open; asyncio's default is 30 s.

@@ -253,15 +253,15 @@ class _Cycle:
             )
         if not os.path.isabs(path):
             raise RuntimeError(f"http.response.pathsend needs an absolute path, got {path!r}")
-        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block the whole worker
+        info = os.stat(path)  # before open(): opening a FIFO would block the whole worker
+        if not stat.S_ISREG(info.st_mode):
             raise RuntimeError(f"http.response.pathsend needs a regular file, got {path!r}")
         exchange = self.exchange
         if exchange.disconnected:
             raise ClientDisconnected("client disconnected")
         with open(path, "rb") as file:
-            size = os.fstat(file.fileno()).st_size
             exchange.start(self.status, self.headers)
-            await exchange.sendfile(file, 0, size)
+            await exchange.sendfile(file, 0, info.st_size)  # a shorter file closes it
         self._body_ended()
 
 

@@ -478,8 +478,7 @@ class HTTP11Protocol(asyncio.Protocol):
                     return
         if self._last_request_read:
             return  # after the client's last request (close, HTTP/1.0) nothing is read
-        if self._idle:
-            self._start_head_timer()  # a new request begins
+        self._start_head_timer()  # (only when idle: a new request begins)
         self.conn.receive_data(data)
         if not self._paused_for_cycle:
             self._handle_events()

@@ -21,6 +21,8 @@ import os
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
+from tests.apps.process_apps import lifespan_ok
+
 StartResponse = Callable[..., Callable[[bytes], None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -121,16 +123,6 @@ def wsgi_app(environ: dict[str, Any], start_response: StartResponse) -> Iterable
 # -- ASGI ----------------------------------------------------------------------------------
 
 
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
-
-
 async def _respond(send: Send, body: bytes, content_type: bytes) -> None:
     await send(
         {
@@ -145,7 +137,7 @@ async def _respond(send: Send, body: bytes, content_type: bytes) -> None:
 async def asgi_app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
     """ASGI twin of wsgi_app."""
     if scope["type"] == "lifespan":
-        await _lifespan(receive, send)
+        await lifespan_ok(receive, send)
         return
     path = scope["path"]
     query = scope["query_string"].decode("latin-1")

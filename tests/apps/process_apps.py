@@ -14,7 +14,8 @@ async def _answer_pid(send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def _lifespan_ok(receive: Any, send: Any) -> None:
+async def lifespan_ok(receive: Any, send: Any) -> None:
+    """Complete lifespan startup and shutdown (shared by the test apps)."""
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
@@ -27,7 +28,7 @@ async def _lifespan_ok(receive: Any, send: Any) -> None:
 async def blocking(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Answers with the pid; /block stalls the event loop for 30 s (a stuck worker)."""
     if scope["type"] == "lifespan":
-        await _lifespan_ok(receive, send)
+        await lifespan_ok(receive, send)
         return
     if scope["path"] == "/block":
         time.sleep(30)  # blocks the whole loop: no heartbeat while this runs

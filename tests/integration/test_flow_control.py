@@ -43,11 +43,14 @@ def push(sock: socket.socket, seconds: float) -> int:
 
 
 def warm(server: Server) -> int:
-    """RSS after one ordinary request (imports and buffers settled)."""
+    """RSS after one ordinary request (imports and buffers settled); fails unless the
+    request is answered 200."""
     with socket.create_connection((server.host, server.port), timeout=10) as sock:
         sock.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        while sock.recv(65536):
-            pass
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
     return rss(server.pid)
 
 
