@@ -20,42 +20,43 @@ Rules:
    sockets; when it is ready it takes over and the old worker drains (slots.py).
 8. --reload runs watchfiles in a watcher process of its own (reload.py): the arbiter
    stays free of threads when it forks.
-
-Test seam: GUNRUNNER_TEST_FAIL_FORKS="all" or "2,3" (1-based fork attempts) makes those
-fork() calls fail with EAGAIN, as a process limit would.
+9. What a worker's exit means is decided by exits.classify(), a pure table; this module
+   gathers the facts and acts. A HUP's new configuration passes preflight.check() before
+   any worker is replaced.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 import select
 import signal
-import sys
+import socket
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from gunrunner import config, logs
-from gunrunner._cpus import resolve_workers
+from gunrunner import config, exits, logs, preflight
+from gunrunner._fork import Fork, backoff, default_fork, fork_child
 from gunrunner.errors import (
     EXIT_APP_LOAD_ERROR,
-    EXIT_BOOT_ERROR,
+    EXIT_CONFIG,
     EXIT_ERROR,
     EXIT_OK,
     AppLoadError,
     BootError,
+    ConfigError,
     GunrunnerError,
     NoWorkersError,
 )
+from gunrunner.exits import Action
 from gunrunner.net import Listeners
 from gunrunner.reload import Watcher
-from gunrunner.slots import Heartbeat, SlotState, SlotTable, WorkerSlot
-from gunrunner.tls import build_tls
-from gunrunner.worker import STATUS_ERROR, STATUS_READY, Worker, WorkerContext
+from gunrunner.slots import SlotState, SlotTable, WorkerSlot
+from gunrunner.status import STATUS_ERROR, STATUS_READY, Heartbeat
+from gunrunner.worker import Worker, WorkerContext
 
 log = logging.getLogger(__name__)
 
@@ -80,32 +81,7 @@ SIGNAL_NAMES: dict[int, str] = {
     signal.SIGUSR1: "usr1",
 }
 FORK_RETRIES = 5  # consecutive failed forks with no worker running before giving up
-YOUNG_DEATH = 1.0  # a worker that dies sooner than this is respawned with backoff
 KILL_GRACE = 2.0  # seconds between the stack dump of a silent worker and its SIGKILL
-
-
-def fork_with_injected_failures(spec: str) -> Callable[[], int]:
-    """os.fork, except for the attempts `spec` names ("all" or "2,5"), which fail."""
-    attempts = 0
-    failing = {int(n) for n in spec.split(",") if n.strip().isdigit()}
-
-    def fork() -> int:
-        nonlocal attempts
-        attempts += 1
-        if spec.strip() == "all" or attempts in failing:
-            raise OSError(errno.EAGAIN, os.strerror(errno.EAGAIN))
-        return os.fork()
-
-    return fork
-
-
-def describe_exit(status: int) -> tuple[str, int | None, int | None]:
-    """("exited with code 3" / "killed by SIGKILL", code, signal number)."""
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        return f"killed by {signal.Signals(sig).name}", None, sig
-    code = os.waitstatus_to_exitcode(status)
-    return f"exited with code {code}", code, None
 
 
 class Arbiter:
@@ -115,7 +91,7 @@ class Arbiter:
         cli_values: dict[str, Any],
         listeners: Listeners,
         workers: int,
-        fork: Callable[[], int] | None = None,
+        fork: Fork | None = None,
     ) -> None:
         self.loaded = loaded
         self.options = loaded.options
@@ -124,10 +100,7 @@ class Arbiter:
         self.target = workers
         self.slots = SlotTable()
         self.pid = os.getpid()
-        if fork is None:
-            spec = os.environ.get("GUNRUNNER_TEST_FAIL_FORKS", "")
-            fork = fork_with_injected_failures(spec) if spec else os.fork
-        self._fork = fork
+        self._fork = fork if fork is not None else default_fork()
         self._queue: deque[int] = deque()
         self._wakeup_r, self._wakeup_w = os.pipe()
         os.set_blocking(self._wakeup_r, False)
@@ -138,6 +111,7 @@ class Arbiter:
         self._fork_retry_at = 0.0
         self._last_fork_error = ""
         self._announced_ready = False
+        self._ever_served = False  # some worker has been ready: the start succeeded
         self._error: GunrunnerError | None = None
         self._boot_error_logged = False  # once per restart: N workers fail alike
         self._suspended = False  # reload mode: boot failed, wait for the next change
@@ -268,9 +242,11 @@ class Arbiter:
         log.info("SIGHUP: reloading the configuration and replacing the workers")
         try:
             loaded = config.load(self.cli_values, self.loaded.config_file)
-            build_tls(loaded.options)  # renewed certificates must load before workers use them
+            # Everything the new workers would refuse is refused here, before any worker
+            # is replaced (renewed certificates included).
+            checked = preflight.check(loaded)
         except GunrunnerError as exc:
-            log.error("%s; keeping the running configuration", exc)
+            log.error("SIGHUP refused: %s; keeping the running configuration and workers", exc)
             return
         if loaded.options.bind != self.options.bind:
             log.warning("bind changed in the config; restart gunrunner to listen on new addresses")
@@ -278,7 +254,7 @@ class Arbiter:
         self.options = loaded.options
         logs.setup(self.options.log_level, self.options.log_file)
         logs.set_role("arbiter")
-        new_target = resolve_workers(self.options.workers)
+        new_target = checked.workers
         while self.target < new_target:
             self.handle_ttin()
         while self.target > new_target:
@@ -362,11 +338,24 @@ class Arbiter:
         sockets = self.listeners.for_slot(slot.index)
         heartbeat = Heartbeat()
         status_r, status_w = os.pipe()
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
+
+        def child(unblock: Callable[[], None]) -> int:  # pragma: no cover - in the worker
+            os.close(status_r)
+            self._in_child(f"worker slot={slot.index}", sockets)
+            context = WorkerContext(
+                options=self.options,
+                sockets=sockets,
+                slot=slot.index,
+                heartbeat=heartbeat,
+                status_fd=status_w,
+                parent_pid=self.pid,
+                signals_ready=unblock,
+            )
+            return Worker(context).run_in_child()
+
         try:
-            pid = self._fork()
+            pid = fork_child(self._fork, HANDLED_SIGNALS, "worker", child)
         except OSError as exc:
-            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
             os.close(status_r)
             os.close(status_w)
             heartbeat.close()
@@ -377,32 +366,6 @@ class Arbiter:
                 self.listeners.close_slot(slot.index)
             self._fork_failed(slot, exc)
             return False
-        if pid == 0:  # pragma: no cover - runs in the child, measured by integration tests
-            code = EXIT_ERROR
-            try:
-                os.close(status_r)
-                self._in_child(f"worker slot={slot.index}", sockets)
-
-                def unblock() -> None:
-                    signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-
-                context = WorkerContext(
-                    options=self.options,
-                    sockets=sockets,
-                    slot=slot.index,
-                    heartbeat=heartbeat,
-                    status_fd=status_w,
-                    parent_pid=self.pid,
-                    signals_ready=unblock,
-                )
-                code = Worker(context).run_in_child()
-            finally:
-                with contextlib.suppress(Exception):
-                    logging.shutdown()
-                    sys.stdout.flush()
-                    sys.stderr.flush()
-                os._exit(code)
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         os.close(status_w)
         os.set_blocking(status_r, False)
         self.slots.started(slot, pid, status_r, heartbeat)
@@ -410,7 +373,7 @@ class Arbiter:
         log.info("started worker %d (slot %d)", pid, slot.index)
         return True
 
-    def _in_child(self, role: str, keep: list[Any]) -> None:
+    def _in_child(self, role: str, keep: list[socket.socket]) -> None:
         """Undo the arbiter's process state in a fresh child (worker or watcher)."""
         signal.set_wakeup_fd(-1)
         for sig in HANDLED_SIGNALS:
@@ -438,7 +401,7 @@ class Arbiter:
             )
             self.stopping = "fast"
             return
-        delay = min(0.2 * 2 ** (self._fork_failures - 1), 10.0)
+        delay = backoff(self._fork_failures)
         self._fork_retry_at = time.monotonic() + delay
         log.error(
             "cannot fork worker for slot %d: %s; serving with %d worker(s), retrying in %.1fs",
@@ -475,101 +438,89 @@ class Arbiter:
             if pid == 0:
                 return
             if self.watcher is not None and pid == self.watcher.pid:
-                self.watcher.exited(describe_exit(status)[0], restart=not self.stopping)
+                self.watcher.exited(exits.describe(status)[0], restart=not self.stopping)
             else:
                 self._worker_exited(pid, status)
 
     def _worker_exited(self, pid: int, status: int) -> None:
         slot = self.slots.by_pid.get(pid)
         if slot is None:
-            log.info("reaped process %d (not a worker): %s", pid, describe_exit(status)[0])
+            log.info("reaped process %d (not a worker): %s", pid, exits.describe(status)[0])
             return
         self._read_status_of(slot)
-        was = slot.state
-        lived = time.monotonic() - slot.started
-        successor = self.slots.is_successor(slot)
+        facts = exits.ExitFacts(
+            pid=pid,
+            slot=slot.index,
+            status=status,
+            booted=slot.booted,
+            draining=slot.state is SlotState.DRAINING,
+            replaced=slot.replaced,
+            successor=self.slots.is_successor(slot),
+            stopping=self.stopping is not None,
+            reload=self.options.reload,
+            others_ready=sum(
+                1 for s in self.slots.serving() if s is not slot and s.state is SlotState.READY
+            ),
+            ever_served=self._ever_served,
+            lived=time.monotonic() - slot.started,
+            reason=_status_message(slot.status_buffer),
+            reason_logged=self._error is not None or self._boot_error_logged,
+        )
         self.slots.exited(pid)
         if slot.status_fd >= 0:
             os.close(slot.status_fd)
             slot.status_fd = -1
-        what, code, sig = describe_exit(status)
-        expected = was is SlotState.DRAINING or slot.replaced
-        if code in (EXIT_APP_LOAD_ERROR, EXIT_BOOT_ERROR) and not self.stopping and not expected:
-            others = [
-                s for s in self.slots.serving() if s is not slot and s.state is SlotState.READY
-            ]
-            if successor or self.options.reload or not others:
-                self._boot_failed(slot, pid, successor, code, what)
-                return
-            # A respawn failed to boot (e.g. a certificate file gone) while others serve:
-            # keep them serving and retry this slot with backoff.
-            message = slot.status_buffer.decode("utf-8", "replace").strip("\0").strip()
-            if message != slot.boot_error:
-                slot.boot_error = message
-                log.error(
-                    "worker %d (slot %d) could not boot; %d other worker(s) serve on, "
-                    "retrying with backoff:\n%s",
-                    pid,
-                    slot.index,
-                    len(others),
-                    message or what,
-                )
+        decision = exits.classify(facts)
+        action = decision.action
+        if action is Action.BOOT_FAILED:
+            log.log(decision.level, "%s", decision.message)
+            self._boot_failed(slot, facts)
+            return
+        if decision.close_slot and not facts.successor:
             # Until a worker boots here, the kernel must not queue clients on this slot's
             # sockets: close them (reopened by the next spawn).
             self.listeners.close_slot(slot.index)
+        if action is Action.RESPAWN_FAILED:
+            if facts.reason != slot.boot_error:  # N retries of one failure: logged once
+                slot.boot_error = facts.reason
+                log.log(decision.level, "%s", decision.message)
             self._back_off(slot)
             return
-        if slot.replaced:
-            log.info("replaced worker %d (slot %d) %s after %.1fs", pid, slot.index, what, lived)
-            return
-        if successor:
+        if action is Action.SUCCESSOR_FAILED:
             self.slots.successors.pop(slot.index, None)
-            log.error(
-                "new worker %d (slot %d) %s while booting; the current worker serves on",
-                pid,
-                slot.index,
-                what,
-            )
+        if decision.fatal and self._error is None:
+            self._error = _boot_error(facts)
+        elif self.stopping and facts.reason and not facts.booted:
+            self._boot_error_logged = True  # said in this line: the next says it no more
+        if decision.stop_failed:
+            self.exit_code = EXIT_ERROR
+        if action in (Action.REPLACED, Action.SUCCESSOR_FAILED):
+            log.log(decision.level, "%s", decision.message)
             return
-        if expected and code == 0:
-            log.info("worker %d (slot %d) stopped after %.1fs", pid, slot.index, lived)
-        elif sig == signal.SIGKILL and not expected:
-            log.error(
-                "worker %d (slot %d) killed by SIGKILL after %.1fs; possibly out of memory, "
-                "check the memory limit",
-                pid,
-                slot.index,
-                lived,
-            )
-        else:
-            level = (
-                logging.INFO
-                if expected and sig in (signal.SIGTERM, signal.SIGQUIT)
-                else logging.ERROR
-            )
-            log.log(level, "worker %d (slot %d) %s after %.1fs", pid, slot.index, what, lived)
-            if self.stopping:
-                self.exit_code = EXIT_ERROR
         if slot.retired:
+            log.log(decision.level, "%s", decision.message)
             self._drop_slot(slot)
-        elif not expected and lived < YOUNG_DEATH:
-            self._back_off(slot)
+        elif decision.backoff:
+            delay = self._back_off(slot)
+            if not self.stopping:
+                log.log(decision.level, "%s; respawning in %.1fs", decision.message, delay)
+            else:
+                log.log(decision.level, "%s", decision.message)
         else:
+            log.log(decision.level, "%s", decision.message)
             slot.failures = 0
 
-    def _back_off(self, slot: WorkerSlot) -> None:
+    def _back_off(self, slot: WorkerSlot) -> float:
         """Respawn this slot later, the longer the more often it failed (0.2 s .. 10 s)."""
         slot.failures += 1
-        slot.next_spawn = time.monotonic() + min(0.1 * 2**slot.failures, 10.0)
+        delay = backoff(slot.failures)
+        slot.next_spawn = time.monotonic() + delay
+        return delay
 
-    def _boot_failed(
-        self, worker: WorkerSlot, pid: int, successor: bool, code: int, what: str
-    ) -> None:
-        """A worker could not import or start the app (exit code 4 or 3)."""
-        message = worker.status_buffer.decode("utf-8", "replace").strip("\0").strip()
-        message = message or f"worker {what} during boot"
-        log.info("worker %d (slot %d) %s: it could not boot", pid, worker.index, what)
-        if successor:
+    def _boot_failed(self, worker: WorkerSlot, facts: exits.ExitFacts) -> None:
+        """A worker could not import or start the app, or refused its configuration."""
+        message = facts.reason or f"worker {exits.describe(facts.status)[0]} during boot"
+        if facts.successor:
             # The new code is broken: drop every successor, keep the running workers.
             for other in list(self.slots.successors.values()):
                 self._abandon(other)
@@ -589,8 +540,7 @@ class Arbiter:
                 log.error("workers failed to boot; waiting for a change to retry:\n%s", message)
             return
         if self._error is None:
-            cls = AppLoadError if code == EXIT_APP_LOAD_ERROR else BootError
-            self._error = cls(message)
+            self._error = _boot_error(facts)
         self.stop("fast")
 
     def _drop_slot(self, slot: WorkerSlot) -> None:
@@ -615,11 +565,11 @@ class Arbiter:
                 return
             if slot.state is SlotState.BOOTING and data.startswith(STATUS_READY):
                 slot.move(SlotState.READY)
+                slot.booted = True
+                self._ever_served = True
                 slot.boot_error = ""
                 data = data[len(STATUS_READY) :]
                 self._worker_ready(slot)
-            if data.startswith(STATUS_ERROR):
-                data = data[len(STATUS_ERROR) :]
             slot.status_buffer += data
 
     def _worker_ready(self, worker: WorkerSlot) -> None:
@@ -693,9 +643,28 @@ class Arbiter:
             except ChildProcessError:
                 break
             if self.watcher is not None and pid == self.watcher.pid:
-                self.watcher.exited(describe_exit(status)[0], restart=False)
+                self.watcher.exited(exits.describe(status)[0], restart=False)
             else:
                 self._worker_exited(pid, status)
 
     def _watcher_running(self) -> bool:
         return self.watcher is not None and self.watcher.pid != 0
+
+
+def _status_message(buffer: bytearray) -> str:
+    """The fatal error a worker reported through its status pipe, if any."""
+    start = buffer.find(STATUS_ERROR)
+    if start < 0:
+        return ""
+    return buffer[start + 1 :].decode("utf-8", "replace").replace("\0", "").strip()
+
+
+def _boot_error(facts: exits.ExitFacts) -> GunrunnerError:
+    """The error the server exits with when its workers could not boot."""
+    code = exits.describe(facts.status)[1]
+    message = facts.reason or f"worker {exits.describe(facts.status)[0]} during boot"
+    if code == EXIT_APP_LOAD_ERROR:
+        return AppLoadError(message)
+    if code == EXIT_CONFIG:
+        return ConfigError(message.removeprefix("config error: "))
+    return BootError(message)

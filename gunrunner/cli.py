@@ -4,31 +4,46 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import logging
 import os
+import re
 import resource
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
-from gunrunner import __version__, config, logs
-from gunrunner._cpus import resolve_workers
-from gunrunner.access import check_format
+from gunrunner import __version__, config, logs, preflight
 from gunrunner.arbiter import Arbiter
-from gunrunner.errors import EXIT_OK, ConfigError, GunrunnerError
+from gunrunner.errors import EXIT_CONFIG, EXIT_OK, ConfigError, GunrunnerError
 from gunrunner.net import Listeners
-from gunrunner.proxy import ProxyTrust
-from gunrunner.tls import build_tls
-from gunrunner.worker import load_app, serve_single
+from gunrunner.worker import serve_single
 
-log = logging.getLogger("gunrunner.main")
+log = logging.getLogger(__name__)
 
-# A flag may not be given as an option on the command line (it has its own action).
+# The option given as the positional argument (MODULE:ATTR), not as a --flag.
 _POSITIONAL = "app"
+# What an app argument looks like: module.path:attribute, maybe with "()" (a factory).
+_APP_SPEC = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*(\(\))?")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a did-you-mean for unknown flags (config keys have one too)."""
+
+    def error(self, message: str) -> NoReturn:
+        unknown = re.search(r"unrecognized arguments: (\S+)", message)
+        if unknown and unknown.group(1).startswith("-"):
+            flag = unknown.group(1).split("=", 1)[0]
+            known = [o for action in self._actions for o in action.option_strings]
+            close = difflib.get_close_matches(flag, known, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]}?" if close else "; see gunrunner --help"
+            self.exit(EXIT_CONFIG, f"gunrunner: unknown option {flag}{hint}\n")
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_CONFIG, f"gunrunner: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="gunrunner",
         description="Serve a WSGI or ASGI app with pre-forked workers.",
         epilog="Every option can also be set in the --config TOML file (key = option name "
@@ -96,41 +111,45 @@ def cli_values(namespace: argparse.Namespace) -> dict[str, Any]:
     return values
 
 
-def run(argv: Sequence[str] | None = None) -> int:
-    """Parse, load, bind and serve; return the exit code or raise GunrunnerError."""
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """argparse, plus one habit fixed: a flag whose value is optional (--access-log)
+    never swallows the app argument that follows it."""
     namespace = build_parser().parse_args(argv)
+    if namespace.app is None:
+        for name, field in config.FIELDS.items():
+            const = field.metadata["const"]
+            value = getattr(namespace, name, None)
+            if const is not None and isinstance(value, str) and _APP_SPEC.fullmatch(value):
+                setattr(namespace, name, const)
+                namespace.app = value
+                break
+    return namespace
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Parse, load, check, bind and serve; return the exit code or raise GunrunnerError."""
+    namespace = parse_args(argv)
     values = cli_values(namespace)
     loaded = config.load(values, namespace.config)
     options = loaded.options
     if namespace.print_config:
         sys.stdout.write(config.render_toml(loaded))
         return EXIT_OK
-    ProxyTrust(options.forwarded_allow_ips)  # a bad entry is a config error before forking
-    problem = check_format(options.access_log_format)
-    if problem:
-        raise ConfigError(f"access_log_format: {problem}", key="access_log_format")
-    tls = build_tls(options)  # unreadable or mismatched certificates: a config error now
+    if namespace.check_config:
+        return check_config(loaded)
+    checked = preflight.check(loaded)
+    if not options.app:
+        raise ConfigError("no app given: pass module:attribute, or set app in the config file")
     logs.setup(options.log_level, options.log_file)
     raise_fd_limit(options.worker_connections + 64)
-    workers = resolve_workers(options.workers)
+    workers = checked.workers
     listeners = Listeners(
         options.bind,
         backlog=options.backlog,
         reuse_port=options.reuse_port and workers > 1,
         shared_bind=options.shared_bind,
     )
-    if namespace.check_config:
-        listeners.close_all()
-        app_note = "no app set (give it on the command line)"
-        if options.app:
-            _, interface = load_app(options)
-            app_note = f"app {options.app} imports as {interface.upper()}"
-        print(f"configuration ok: {workers} worker(s), binds {', '.join(options.bind)}; {app_note}")
-        return EXIT_OK
-    if not options.app:
-        listeners.close_all()
-        raise ConfigError("no app given: pass module:attribute, or set app in the config file")
-    urls = ", ".join(_url(name, tls is not None) for name in listeners.names())
+    urls = ", ".join(_url(name, checked.tls is not None) for name in listeners.names())
     try:
         with _pidfile(options.pidfile):
             if workers <= 1 and not options.reload:
@@ -142,6 +161,26 @@ def run(argv: Sequence[str] | None = None) -> int:
             return Arbiter(loaded, values, listeners, max(workers, 1)).run()
     finally:
         listeners.close_all()
+
+
+def check_config(loaded: config.Loaded) -> int:
+    """--check-config: every check preflight has, binds and app import included; every
+    problem printed, nothing written or left bound. Exit code of the first problem."""
+    options = loaded.options
+    checked = preflight.survey(loaded, check_binds=True, check_app=True)
+    for problem in checked.problems:
+        sys.stderr.write(f"gunrunner: {problem}\n")
+    if checked.problems:
+        return checked.problems[0].exit_code
+    app_note = "no app set (give it on the command line)"
+    if options.app and checked.interface:
+        app_note = f"app {options.app} imports as {checked.interface.upper()}"
+    where = f" ({loaded.config_file})" if loaded.config_file else ""
+    print(
+        f"configuration ok{where}: {checked.workers} worker(s), binds "
+        f"{', '.join(options.bind)}; {app_note}"
+    )
+    return EXIT_OK
 
 
 def raise_fd_limit(needed: int) -> None:
@@ -177,7 +216,7 @@ def _url(name: str, tls: bool) -> str:
 
 
 @contextlib.contextmanager
-def _pidfile(path: str | None) -> Any:
+def _pidfile(path: str | None) -> Iterator[None]:
     if not path:
         yield
         return

@@ -18,6 +18,9 @@ EXIT_ERROR = 1
 EXIT_CONFIG = 2
 EXIT_BOOT_ERROR = 3
 EXIT_APP_LOAD_ERROR = 4
+# A worker that exits with one of these while booting could not start: respawning it
+# would fail the same way.
+BOOT_FAILURE_CODES = frozenset({EXIT_CONFIG, EXIT_BOOT_ERROR, EXIT_APP_LOAD_ERROR})
 
 
 class GunrunnerError(Exception):
@@ -34,8 +37,15 @@ class ConfigError(GunrunnerError):
     def __init__(self, message: str, *, key: str | None = None, source: str | None = None):
         self.key = key
         self.source = source
+        self.detail = message
         where = f"{source}: " if source else ""
         super().__init__(f"config error: {where}{message}")
+
+    def located(self, source: str | None) -> ConfigError:
+        """The same error, naming where its key came from (a file, "environment", ...)."""
+        if self.source is not None or source in (None, "default"):
+            return self
+        return ConfigError(self.detail, key=self.key, source=source)
 
 
 class BindError(GunrunnerError):

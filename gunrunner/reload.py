@@ -16,10 +16,11 @@ import fnmatch
 import importlib.util
 import logging
 import os
-import signal
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path, PurePath
+
+from gunrunner._fork import fork_child
 
 log = logging.getLogger(__name__)
 
@@ -148,11 +149,16 @@ class Watcher:
         if self.pid or time.monotonic() < self._retry_at:
             return
         read_fd, write_fd = os.pipe()
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+
+        def child(unblock: Callable[[], None]) -> int:  # pragma: no cover - the watcher
+            os.close(read_fd)
+            in_child()
+            unblock()
+            return run_watcher(self.dirs, self.includes, self.excludes, write_fd, parent)
+
         try:
-            pid = os.fork()
+            pid = fork_child(os.fork, signals, "reload watcher", child)
         except OSError as exc:
-            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
             os.close(read_fd)
             os.close(write_fd)
             self._retry_at = time.monotonic() + 5.0
@@ -162,18 +168,6 @@ class Watcher:
                 exc.strerror,
             )
             return
-        if pid == 0:  # pragma: no cover - the watcher process
-            code = 1
-            try:
-                os.close(read_fd)
-                in_child()
-                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-                code = run_watcher(self.dirs, self.includes, self.excludes, write_fd, parent)
-            except BaseException:
-                log.exception("reload watcher crashed")
-            finally:
-                os._exit(code)
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         os.close(write_fd)
         os.set_blocking(read_fd, False)
         self.pid = pid

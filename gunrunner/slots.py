@@ -3,10 +3,11 @@
 A slot is a place for one worker: its index, its listening sockets (net.Listeners) and
 the process currently serving it. Transitions (anything else is a bug):
 
-    EMPTY ----fork----> BOOTING ----ready----> READY
-      ^                    |                     |
-      |                    +------exit-----+     +--stop--> DRAINING --exit--+
-      +--------------------<---------------+-----------<---------------------+
+    EMPTY    -> BOOTING    fork
+    BOOTING  -> READY      the worker reported ready
+    BOOTING  -> DRAINING   a stop (or retirement) during boot
+    READY    -> DRAINING   a stop, a retirement, or a successor took over
+    BOOTING, READY, DRAINING -> EMPTY   reaped
 
 Rule 1: a slot has one current worker; its heartbeat cell belongs to that pid.
 Rule 2: a restart gives a slot a *successor* (a second WorkerSlot with the same index,
@@ -20,16 +21,20 @@ Knows pids and times, nothing of HTTP or signals.
 from __future__ import annotations
 
 import enum
-import mmap
-import struct
 import time
 from dataclasses import dataclass, field
 
+from gunrunner.status import Heartbeat
+
 
 class SlotState(enum.Enum):
+    #: No process: never started, exited, or waiting for its respawn time.
     EMPTY = "empty"
+    #: Forked; importing the app and starting up. Not accepting yet.
     BOOTING = "booting"
+    #: Reported ready: serving the slot's sockets.
     READY = "ready"
+    #: Told to stop (TERM/QUIT, retired, replaced): finishing what it has, then exits.
     DRAINING = "draining"
 
 
@@ -44,30 +49,6 @@ _ALLOWED = {
 }
 
 
-class Heartbeat:
-    """A shared-memory cell the worker's event loop stamps and the arbiter reads.
-
-    Created in the arbiter before fork, so both processes map the same page. The stamp is
-    CLOCK_MONOTONIC, which is the same clock in every process of the machine.
-    """
-
-    _FORMAT = struct.Struct("d")
-
-    def __init__(self) -> None:
-        self._map = mmap.mmap(-1, self._FORMAT.size)
-        self.stamp()
-
-    def stamp(self) -> None:
-        self._FORMAT.pack_into(self._map, 0, time.monotonic())
-
-    def age(self) -> float:
-        (last,) = self._FORMAT.unpack_from(self._map, 0)
-        return float(time.monotonic() - last)
-
-    def close(self) -> None:
-        self._map.close()
-
-
 @dataclass(slots=True)
 class WorkerSlot:
     index: int
@@ -79,6 +60,7 @@ class WorkerSlot:
     kill_deadline: float | None = None  # when DRAINING: KILL after this time
     retired: bool = False  # the slot goes away when its worker exits (TTOU)
     replaced: bool = False  # an old worker draining after its successor took over
+    booted: bool = False  # reported ready at some point
     failures: int = 0  # consecutive early exits, for respawn backoff
     boot_error: str = ""  # the last boot failure logged for this slot (logged once)
     next_spawn: float = 0.0
@@ -105,6 +87,7 @@ class SlotTable:
 
     def started(self, slot: WorkerSlot, pid: int, status_fd: int, heartbeat: Heartbeat) -> None:
         slot.move(SlotState.BOOTING)
+        slot.booted = False
         slot.pid = pid
         slot.started = time.monotonic()
         slot.status_fd = status_fd

@@ -18,24 +18,22 @@ import logging
 import os
 import signal
 import socket
-import ssl
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from gunrunner import logs
+from gunrunner.acceptor import Acceptor
 from gunrunner.access import AccessLog
 from gunrunner.apps.asgi import ASGIBridge, Lifespan, as_asgi3
-from gunrunner.apps.loader import detect_interface, import_app
+from gunrunner.apps.loader import load_app
 from gunrunner.apps.types import AppBridge
 from gunrunner.apps.wsgi import WSGIBridge
 from gunrunner.config import Options
 from gunrunner.errors import (
     EXIT_ERROR,
     EXIT_OK,
-    AppLoadError,
     BootError,
     ConfigError,
     GunrunnerError,
@@ -44,14 +42,10 @@ from gunrunner.net import describe
 from gunrunner.protocols.http11 import ConnectionSettings, HTTP11Protocol
 from gunrunner.protocols.websocket import WebSocketSettings
 from gunrunner.proxy import ProxyTrust
-from gunrunner.slots import Heartbeat
-from gunrunner.tls import TLSServer, build_tls, shrink_asyncio_tls_buffer
+from gunrunner.status import STATUS_READY, Heartbeat, error_message, report
+from gunrunner.tls import TLSServer, build_tls
 
 log = logging.getLogger(__name__)
-
-# Status pipe messages, worker -> arbiter.
-STATUS_READY = b"R"
-STATUS_ERROR = b"E"  # followed by the message and a NUL
 
 
 @dataclass(slots=True)
@@ -84,17 +78,6 @@ def new_event_loop(choice: str) -> asyncio.AbstractEventLoop:
     return asyncio.new_event_loop()
 
 
-def load_app(options: Options) -> tuple[Any, str]:
-    """Import the app and settle its interface; AppLoadError on failure."""
-    if not options.app:
-        raise AppLoadError("no app given: pass module:attribute, or set app in the config file")
-    app = import_app(options.app, app_dir=options.app_dir, factory=options.factory)
-    interface = options.interface
-    if interface == "auto":
-        interface = detect_interface(app)
-    return app, interface
-
-
 class Worker:
     def __init__(self, context: WorkerContext) -> None:
         self.ctx = context
@@ -120,18 +103,28 @@ class Worker:
         finally:
             with contextlib.suppress(Exception):
                 loop.run_until_complete(loop.shutdown_asyncgens())
+            # On the way out, a late stop signal (Ctrl-C reaches the workers before the
+            # arbiter's QUIT) is ignored. Done before loop.close(), which closes its
+            # wakeup pipe before it removes its handlers: a signal in between made
+            # Python print "Exception ignored when trying to write to the signal wakeup fd".
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+                with contextlib.suppress(ValueError, RuntimeError):
+                    loop.remove_signal_handler(sig)
+                    signal.signal(sig, signal.SIG_IGN)
             loop.close()
             asyncio.set_event_loop(None)
 
     def run_in_child(self) -> int:
-        """`run()` for a forked worker: errors go to the arbiter through the status pipe."""
+        """`run()` for a forked worker: a fatal error goes to the arbiter (status pipe)
+        before the worker exits, so that the arbiter's line about the exit says why."""
         try:
             return self.run()
         except GunrunnerError as exc:
-            self._report(STATUS_ERROR + str(exc).encode("utf-8", "replace") + b"\0")
+            report(self.ctx.status_fd, error_message(str(exc)))
             return exc.exit_code
-        except BaseException:
+        except BaseException as exc:
             log.exception("worker crashed")
+            report(self.ctx.status_fd, error_message(f"crashed: {type(exc).__name__}: {exc}"))
             return EXIT_ERROR
 
     # -- serving --------------------------------------------------------------------------
@@ -189,7 +182,7 @@ class Worker:
         if tls is not None:
             acceptor.use_tls(tls.context, handshake_timeout=options.header_timeout)
         self._tick()
-        self._report(STATUS_READY)
+        report(self.ctx.status_fd, STATUS_READY)
         where = ", ".join(describe(s) for s in self.ctx.sockets)
         log.info("serving %s app %s on %s", interface.upper(), options.app, where)
         mode = await self._stop
@@ -209,7 +202,8 @@ class Worker:
             for task in list(bridge.tasks):
                 task.cancel()
             await asyncio.gather(*bridge.tasks, return_exceptions=True)
-        log.info("stopped (%s)", mode)
+        # A worker's exit is logged by the arbiter; a lone process says it itself.
+        log.log(logging.INFO if self.ctx.slot is None else logging.DEBUG, "stopped (%s)", mode)
         return EXIT_OK
 
     async def _drain(self, acceptor: Acceptor, settings: ConnectionSettings) -> None:
@@ -235,16 +229,19 @@ class Worker:
     # -- signals, heartbeat, status -------------------------------------------------------
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
         loop.add_signal_handler(signal.SIGTERM, self.stop, "graceful")
-        loop.add_signal_handler(signal.SIGINT, self.stop, "fast")
         loop.add_signal_handler(signal.SIGQUIT, self.stop, "fast")
         loop.add_signal_handler(signal.SIGUSR1, self._reopen_logs)
         if self.ctx.slot is None:
+            loop.add_signal_handler(signal.SIGINT, self.stop, "fast")
             loop.add_signal_handler(signal.SIGHUP, self._hup_single)
             for sig in (signal.SIGTTIN, signal.SIGTTOU):
                 loop.add_signal_handler(sig, self._scale_single)
         else:
-            # Signals meant for the arbiter only: a worker ignores them.
-            for sig in (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
+            # Signals meant for the arbiter only: a worker ignores them. SIGINT too: a
+            # terminal's Ctrl-C reaches the whole process group, and the arbiter answers
+            # it with QUIT to each worker, so one Ctrl-C makes one orderly fast stop
+            # (a worker gone before the arbiter saw the signal would look like a crash).
+            for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
                 signal.signal(sig, signal.SIG_IGN)
         # SIGUSR2 dumps every thread's stack to the log: the arbiter sends it to a worker
         # whose loop stopped beating before it kills it.
@@ -253,11 +250,15 @@ class Worker:
             self.ctx.signals_ready()
 
     def stop(self, mode: str) -> None:
-        if self._stop is not None and not self._stop.done():
+        if self._stop is None:
+            return
+        if not self._stop.done():
             log.info("stopping (%s)", mode)
             self._stop.set_result(mode)
-        elif mode == "fast" and not self._give_up.is_set():
+        elif mode == "fast" and self._stop.result() == "graceful" and not self._give_up.is_set():
             # INT or QUIT during a graceful stop: stop waiting for busy connections.
+            # (Ctrl-C reaches the workers and then the arbiter's QUIT: a fast stop
+            # already under way ignores both.)
             log.info("fast stop requested during the graceful stop: closing connections now")
             self._give_up.set()
 
@@ -296,144 +297,6 @@ class Worker:
         timeout = self.options.timeout
         interval = min(1.0, timeout / 4) if timeout > 0 else 1.0
         self._tick_handle = asyncio.get_running_loop().call_later(interval, self._tick)
-
-    def _report(self, message: bytes) -> None:
-        if self.ctx.status_fd is None:
-            return
-        try:
-            os.write(self.ctx.status_fd, message)
-        except OSError:
-            pass
-
-
-class Acceptor:
-    """Accepts connections from listening sockets; stops without losing queued ones.
-
-    Not asyncio's Server: stopping it must first drain the kernel's accept queue and
-    wait until every accepted connection has its transport, and Server.close() drops
-    connections accepted just before it (CPython gh-109564).
-    """
-
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        sockets: list[socket.socket],
-        factory: Callable[[], asyncio.Protocol],
-        connections: set[Any] | None = None,
-        max_connections: int = 0,
-    ) -> None:
-        self.loop = loop
-        self.sockets = sockets
-        self.factory = factory
-        self.connections = connections if connections is not None else set()
-        self.max_connections = max_connections
-        self.full = False
-        self.pending: set[asyncio.Task[Any]] = set()
-        self.tls_args: dict[str, Any] = {}
-        for sock in sockets:
-            sock.setblocking(False)
-            loop.add_reader(sock.fileno(), self._accept, sock)
-
-    def use_tls(self, context: ssl.SSLContext, handshake_timeout: float) -> None:
-        """Wrap accepted connections in TLS; the handshake counts against header_timeout."""
-        self.tls_args = {"ssl": context, "ssl_handshake_timeout": handshake_timeout}
-        shrink_asyncio_tls_buffer()
-        if sys.version_info >= (3, 11):
-            # Closing waits this long for the client's close_notify, holding the
-            # connection (and a drain) open; asyncio's default is 30 s.
-            self.tls_args["ssl_shutdown_timeout"] = 2.0
-
-    def _at_capacity(self) -> bool:
-        return bool(self.max_connections) and (
-            len(self.connections) + len(self.pending) >= self.max_connections
-        )
-
-    def _pause_when_full(self) -> None:
-        """worker_connections reached: stop accepting; check again every 50 ms."""
-        if not self.full:
-            self.full = True
-            log.warning(
-                "worker_connections (%d) reached: not accepting until connections close",
-                self.max_connections,
-            )
-            for sock in self.sockets:
-                if sock.fileno() >= 0:
-                    self.loop.remove_reader(sock.fileno())
-        self.loop.call_later(0.05, self._resume_when_room)
-
-    def _resume_when_room(self) -> None:
-        if not self.full:
-            return
-        if self._at_capacity():
-            self.loop.call_later(0.05, self._resume_when_room)
-            return
-        self.full = False
-        log.info("accepting connections again (%d open)", len(self.connections))
-        for sock in self.sockets:
-            self._resume(sock)
-
-    def _accept(self, sock: socket.socket) -> None:
-        for _ in range(128):  # bounded, so that one busy listener cannot starve the loop
-            if self._at_capacity():
-                self._pause_when_full()
-                return
-            try:
-                conn, peer = sock.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                # Out of file descriptors (EMFILE/ENFILE) or memory: stop accepting for
-                # a second instead of spinning; queued clients wait in the kernel.
-                log.error("accept() failed on %s: %s; pausing accepts for 1s", describe(sock), exc)
-                self.loop.remove_reader(sock.fileno())
-                self.loop.call_later(1.0, self._resume, sock)
-                return
-            conn.setblocking(False)
-            task = self.loop.create_task(self._connect(conn, peer))
-            self.pending.add(task)
-            task.add_done_callback(self.pending.discard)
-
-    async def _connect(self, conn: socket.socket, peer: Any) -> None:
-        try:
-            await self.loop.connect_accepted_socket(self.factory, conn, **self.tls_args)
-        except OSError as exc:
-            # Plain HTTP or garbage on a TLS port, a failed client certificate, a
-            # handshake too slow: that client's problem, not the operator's.
-            what = "TLS handshake failed" if self.tls_args else "connection lost before set-up"
-            log.debug("%s (peer %s): %s", what, describe_peer(peer), exc)
-            conn.close()
-
-    def _resume(self, sock: socket.socket) -> None:
-        if sock.fileno() >= 0 and not self.full:
-            self.loop.add_reader(sock.fileno(), self._accept, sock)
-
-    async def stop(self) -> None:
-        """Accept everything queued, wait for those connections to start, stop listening."""
-        self.full = False
-        self.max_connections = 0  # the drain takes what is queued, whatever the limit
-        for sock in self.sockets:
-            self.loop.remove_reader(sock.fileno())
-            while True:
-                before = len(self.pending)
-                self._accept(sock)
-                if len(self.pending) == before:
-                    break
-        if self.pending:
-            await asyncio.gather(*self.pending, return_exceptions=True)
-        self.close()
-
-    def close(self) -> None:
-        for sock in self.sockets:
-            if sock.fileno() >= 0:
-                self.loop.remove_reader(sock.fileno())
-                sock.close()
-
-
-def describe_peer(peer: Any) -> str:
-    if isinstance(peer, tuple) and len(peer) >= 2:
-        host = str(peer[0])
-        return f"[{host}]:{peer[1]}" if ":" in host else f"{host}:{peer[1]}"
-    return "unix socket"
 
 
 def serve_single(options: Options, sockets: list[socket.socket]) -> int:

@@ -369,7 +369,9 @@ def test_hup_rereads_certificates(certs: Certs, tmp_path: Path) -> None:
         # A broken renewal is refused; the running workers keep the old certificate.
         cert.write_text("not a certificate\n")
         server.send_signal(signal.SIGHUP)
-        server.wait_for(r"config error: certfile/keyfile: cannot use .*keeping the running")
+        server.wait_for(
+            r"config error: command line: certfile/keyfile: cannot use .*keeping the running"
+        )
         assert peer_cert_pem(server, context) == first.cert_chain_pems[0].bytes().decode()
         # A good renewal is served by the new workers.
         second = certs.ca.issue_cert("127.0.0.1")

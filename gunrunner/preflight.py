@@ -1,0 +1,172 @@
+"""Every semantic check of the options, in one place, before any worker is forked.
+
+config.py checks each value alone (type, choices, minimum); this module checks what the
+values mean together and on this machine: proxy trust, the access-log format, the TLS
+files, the event loop, the log, access-log and pid file paths, and (when asked) the
+binds and the app.
+
+Rules:
+1. No side effects: nothing is created, written, listened on or imported for real. Paths
+   are checked for being writable, not opened; binds are probed, never left bound; the
+   app is imported only when asked for (--check-config), never in the arbiter, which
+   must stay free of the app's threads and state when it forks.
+2. One function for every caller: the start (cli), --check-config, and the arbiter's
+   HUP before any worker is replaced. What the workers would refuse is refused here
+   first, naming the key and where its value came from.
+3. Every problem is collected; callers that need one error raise the first.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import socket
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from gunrunner import config
+from gunrunner._cpus import resolve_workers
+from gunrunner.access import check_format
+from gunrunner.apps.loader import load_app
+from gunrunner.errors import BindError, ConfigError, GunrunnerError
+from gunrunner.net import check_free, parse_bind, resolve
+from gunrunner.proxy import ProxyTrust
+from gunrunner.tls import TLSServer, build_tls
+
+
+@dataclass(slots=True)
+class Checked:
+    """What the checks found and built."""
+
+    workers: int = 1
+    tls: TLSServer | None = None
+    interface: str | None = None  # set when the app was imported (check_app)
+    problems: list[GunrunnerError] = field(default_factory=list)
+
+    def raise_first(self) -> None:
+        if self.problems:
+            raise self.problems[0]
+
+
+def check(loaded: config.Loaded, *, check_binds: bool = False, check_app: bool = False) -> Checked:
+    """Run every check; raise the first problem (see `survey` to get them all)."""
+    checked = survey(loaded, check_binds=check_binds, check_app=check_app)
+    checked.raise_first()
+    return checked
+
+
+def survey(loaded: config.Loaded, *, check_binds: bool = False, check_app: bool = False) -> Checked:
+    """Run every check and collect the problems instead of stopping at the first."""
+    options = loaded.options
+    checked = Checked(workers=resolve_workers(options.workers))
+    problems = checked.problems
+
+    def attempt(key: str, check: Callable[[], object]) -> object:
+        try:
+            return check()
+        except ConfigError as exc:
+            problems.append(exc.located(loaded.sources.get(exc.key or key)))
+        except GunrunnerError as exc:
+            problems.append(exc)
+        return None
+
+    attempt("forwarded_allow_ips", lambda: ProxyTrust(options.forwarded_allow_ips))
+    attempt("access_log_format", lambda: _check_access_format(options.access_log_format))
+    tls = attempt("certfile", lambda: build_tls(options))
+    checked.tls = tls if isinstance(tls, TLSServer) else None
+    attempt("loop", lambda: _check_loop(options.loop))
+    attempt("log_file", lambda: _check_writable("log_file", options.log_file))
+    if options.access_log not in (None, "-", "off"):
+        attempt("access_log", lambda: _check_writable("access_log", options.access_log))
+    if options.pidfile:
+        attempt("pidfile", lambda: _check_writable("pidfile", options.pidfile))
+    for bind in options.bind:
+        attempt("bind", functools.partial(_check_bind, bind, options.shared_bind, check_binds))
+    if check_app and options.app:
+        loaded_app = attempt("app", lambda: load_app(options))
+        if isinstance(loaded_app, tuple):
+            checked.interface = loaded_app[1]
+    return checked
+
+
+def _check_access_format(fmt: str) -> None:
+    problem = check_format(fmt)
+    if problem:
+        raise ConfigError(f"access_log_format: {problem}", key="access_log_format")
+
+
+def _check_loop(choice: str) -> None:
+    if choice == "uvloop" and importlib.util.find_spec("uvloop") is None:
+        raise ConfigError(
+            'loop = "uvloop" but uvloop is not installed; '
+            "pip install 'gunrunner[fast]' or use loop = \"auto\"",
+            key="loop",
+        )
+
+
+def _check_writable(key: str, path: str | None) -> None:
+    """`path` can be opened for appending (or created) by this user; nothing is written."""
+    if not path or path == "-":
+        return
+    if os.path.isdir(path):
+        raise ConfigError(f"{key}: {path} is a directory; give a file name", key=key)
+    if os.path.exists(path):
+        if not os.access(path, os.W_OK):
+            raise ConfigError(f"{key}: {path} is not writable by this user", key=key)
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise ConfigError(
+            f"{key}: directory {directory} does not exist; create it or choose another path",
+            key=key,
+        )
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"{key}: cannot create {path}: directory {directory} is not writable by this user",
+            key=key,
+        )
+
+
+def _check_bind(text: str, shared_bind: bool, probe: bool) -> None:
+    """Parse the bind; with `probe`, also check that it could be listened on."""
+    spec = parse_bind(text)
+    if not probe:
+        return
+    for address in resolve(spec):
+        if spec.kind == "tcp" and not shared_bind:
+            check_free(address)  # binds a probe and closes it: nothing stays behind
+        elif spec.kind == "unix":
+            _check_unix_path(spec.path, text)
+        elif spec.kind == "fd":
+            _check_fd(spec.fd, text)
+
+
+def _check_unix_path(path: str, text: str) -> None:
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        directory = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(directory):
+            raise BindError(text, f"directory {directory} does not exist") from None
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise BindError(text, "permission denied", "check the path") from None
+        return
+    if not stat.S_ISSOCK(mode):
+        raise BindError(text, "the path exists and is not a socket")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+        except OSError:
+            return  # a stale socket file: the start replaces it
+    raise BindError(text, "another process listens on this socket")
+
+
+def _check_fd(fd: int, text: str) -> None:
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        raise BindError(text, f"file descriptor {fd} is not open") from None
+    if not stat.S_ISSOCK(mode):
+        raise BindError(text, f"file descriptor {fd} is not a socket")

@@ -1,0 +1,58 @@
+"""What a worker tells the arbiter: the status pipe and the heartbeat cell.
+
+Both are created by the arbiter before fork(), so that both processes hold them.
+
+Rules:
+1. The status pipe carries, worker -> arbiter: STATUS_READY once the worker serves, and
+   STATUS_ERROR + a message + NUL when it is about to exit of a fatal error (whatever
+   its exit code), so the arbiter's line about the exit can say why.
+2. The heartbeat is stamped by the worker's event loop itself (a side thread would go on
+   beating while the loop is stuck) and read by the arbiter.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+import time
+
+STATUS_READY = b"R"
+STATUS_ERROR = b"E"  # followed by the message and a NUL
+
+
+def report(fd: int | None, message: bytes) -> None:
+    """Write to the status pipe; a gone arbiter is no error (the worker is stopping)."""
+    if fd is None:
+        return
+    try:
+        os.write(fd, message)
+    except OSError:
+        pass
+
+
+def error_message(text: str) -> bytes:
+    return STATUS_ERROR + text.encode("utf-8", "replace").replace(b"\0", b"") + b"\0"
+
+
+class Heartbeat:
+    """A shared-memory cell the worker's event loop stamps and the arbiter reads.
+
+    The stamp is CLOCK_MONOTONIC, which is the same clock in every process of the machine.
+    """
+
+    _FORMAT = struct.Struct("d")
+
+    def __init__(self) -> None:
+        self._map = mmap.mmap(-1, self._FORMAT.size)
+        self.stamp()
+
+    def stamp(self) -> None:
+        self._FORMAT.pack_into(self._map, 0, time.monotonic())
+
+    def age(self) -> float:
+        (last,) = self._FORMAT.unpack_from(self._map, 0)
+        return float(time.monotonic() - last)
+
+    def close(self) -> None:
+        self._map.close()
