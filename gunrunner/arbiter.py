@@ -30,24 +30,18 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import select
 import signal
 import socket
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from gunrunner import config, exits, logs, preflight
 from gunrunner._fork import Fork, backoff, default_fork, fork_child
+from gunrunner._signals import HANDLED_SIGNALS, SignalQueue
 from gunrunner.errors import (
-    EXIT_APP_LOAD_ERROR,
-    EXIT_CONFIG,
     EXIT_ERROR,
     EXIT_OK,
-    AppLoadError,
-    BootError,
-    ConfigError,
     GunrunnerError,
     NoWorkersError,
 )
@@ -55,31 +49,11 @@ from gunrunner.exits import Action
 from gunrunner.net import Listeners
 from gunrunner.reload import Watcher
 from gunrunner.slots import SlotState, SlotTable, WorkerSlot
-from gunrunner.status import STATUS_ERROR, STATUS_READY, Heartbeat
+from gunrunner.status import STATUS_READY, Heartbeat, error_text, read_available
 from gunrunner.worker import Worker, WorkerContext
 
 log = logging.getLogger(__name__)
 
-HANDLED_SIGNALS = (
-    signal.SIGCHLD,
-    signal.SIGTERM,
-    signal.SIGINT,
-    signal.SIGQUIT,
-    signal.SIGHUP,
-    signal.SIGTTIN,
-    signal.SIGTTOU,
-    signal.SIGUSR1,
-)
-SIGNAL_NAMES: dict[int, str] = {
-    signal.SIGCHLD: "chld",
-    signal.SIGTERM: "term",
-    signal.SIGINT: "int",
-    signal.SIGQUIT: "quit",
-    signal.SIGHUP: "hup",
-    signal.SIGTTIN: "ttin",
-    signal.SIGTTOU: "ttou",
-    signal.SIGUSR1: "usr1",
-}
 FORK_RETRIES = 5  # consecutive failed forks with no worker running before giving up
 KILL_GRACE = 2.0  # seconds between the stack dump of a silent worker and its SIGKILL
 
@@ -101,10 +75,7 @@ class Arbiter:
         self.slots = SlotTable()
         self.pid = os.getpid()
         self._fork = fork if fork is not None else default_fork()
-        self._queue: deque[int] = deque()
-        self._wakeup_r, self._wakeup_w = os.pipe()
-        os.set_blocking(self._wakeup_r, False)
-        os.set_blocking(self._wakeup_w, False)
+        self.signals = SignalQueue()
         self.stopping: str | None = None
         self.exit_code = EXIT_OK
         self._fork_failures = 0
@@ -126,7 +97,7 @@ class Arbiter:
     # -- main loop ------------------------------------------------------------------------
     def run(self) -> int:
         """Serve until stopped; return the exit code or raise a GunrunnerError."""
-        self._install_signals()
+        self.signals.install()
         try:
             for index in range(self.target):
                 self.slots.add(index)
@@ -148,7 +119,7 @@ class Arbiter:
         finally:
             self._kill_all()
             self.listeners.close_all()
-            self._restore_signals()
+            self.signals.restore()
 
     def _next_timeout(self) -> float:
         now = time.monotonic()
@@ -161,43 +132,15 @@ class Arbiter:
         return max(timeout, 0.0)
 
     def _wait(self, timeout: float) -> None:
-        poller = select.poll()
-        poller.register(self._wakeup_r, select.POLLIN)
-        for slot in self.slots.live():
-            if slot.status_fd >= 0:
-                poller.register(slot.status_fd, select.POLLIN)
-        if self.watcher is not None and self.watcher.fd >= 0:
-            poller.register(self.watcher.fd, select.POLLIN)
-        try:
-            poller.poll(timeout * 1000)
-        except InterruptedError:
-            pass
-        with contextlib.suppress(BlockingIOError):
-            while os.read(self._wakeup_r, 4096):
-                pass
+        fds = [slot.status_fd for slot in self.slots.live()]
+        if self.watcher is not None:
+            fds.append(self.watcher.fd)
+        self.signals.wait(timeout, fds)
 
     # -- signals --------------------------------------------------------------------------
-    def _install_signals(self) -> None:
-        for sig in HANDLED_SIGNALS:
-            signal.signal(sig, self._enqueue)
-        signal.set_wakeup_fd(self._wakeup_w, warn_on_full_buffer=False)
-
-    def _restore_signals(self) -> None:
-        signal.set_wakeup_fd(-1)
-        for sig in HANDLED_SIGNALS:
-            signal.signal(sig, signal.SIG_DFL)
-        for fd in (self._wakeup_r, self._wakeup_w):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-    def _enqueue(self, signum: int, frame: Any) -> None:
-        # NO LOGGING here (re-entrancy): just queue it for the loop.
-        self._queue.append(signum)
-
     def _handle_signals(self) -> None:
-        while self._queue:
-            signum = self._queue.popleft()
-            getattr(self, "handle_" + SIGNAL_NAMES[signum])()
+        for name in self.signals.pending():
+            getattr(self, "handle_" + name)()
 
     def handle_chld(self) -> None:
         pass  # the loop reaps after every wakeup
@@ -375,11 +318,7 @@ class Arbiter:
 
     def _in_child(self, role: str, keep: list[socket.socket]) -> None:
         """Undo the arbiter's process state in a fresh child (worker or watcher)."""
-        signal.set_wakeup_fd(-1)
-        for sig in HANDLED_SIGNALS:
-            signal.signal(sig, signal.SIG_DFL)
-        os.close(self._wakeup_r)
-        os.close(self._wakeup_w)
+        self.signals.forget_in_child()
         for worker in self.slots.live():
             with contextlib.suppress(OSError):
                 os.close(worker.status_fd)
@@ -463,7 +402,7 @@ class Arbiter:
             ),
             ever_served=self._ever_served,
             lived=time.monotonic() - slot.started,
-            reason=_status_message(slot.status_buffer),
+            reason=error_text(slot.status_buffer),
             reason_logged=self._error is not None or self._boot_error_logged,
         )
         self.slots.exited(pid)
@@ -489,7 +428,7 @@ class Arbiter:
         if action is Action.SUCCESSOR_FAILED:
             self.slots.successors.pop(slot.index, None)
         if decision.fatal and self._error is None:
-            self._error = _boot_error(facts)
+            self._error = exits.boot_error(facts)
         elif self.stopping and facts.reason and not facts.booted:
             self._boot_error_logged = True  # said in this line: the next says it no more
         if decision.stop_failed:
@@ -540,7 +479,7 @@ class Arbiter:
                 log.error("workers failed to boot; waiting for a change to retry:\n%s", message)
             return
         if self._error is None:
-            self._error = _boot_error(facts)
+            self._error = exits.boot_error(facts)
         self.stop("fast")
 
     def _drop_slot(self, slot: WorkerSlot) -> None:
@@ -554,23 +493,15 @@ class Arbiter:
     def _read_status_of(self, slot: WorkerSlot) -> None:
         if slot.status_fd < 0:
             return
-        while True:
-            try:
-                data = os.read(slot.status_fd, 65536)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                return
-            if not data:
-                return
-            if slot.state is SlotState.BOOTING and data.startswith(STATUS_READY):
-                slot.move(SlotState.READY)
-                slot.booted = True
-                self._ever_served = True
-                slot.boot_error = ""
-                data = data[len(STATUS_READY) :]
-                self._worker_ready(slot)
-            slot.status_buffer += data
+        data = read_available(slot.status_fd)
+        if slot.state is SlotState.BOOTING and data.startswith(STATUS_READY):
+            slot.move(SlotState.READY)
+            slot.booted = True
+            self._ever_served = True
+            slot.boot_error = ""
+            data = data[len(STATUS_READY) :]
+            self._worker_ready(slot)
+        slot.status_buffer += data
 
     def _worker_ready(self, worker: WorkerSlot) -> None:
         if not self.slots.is_successor(worker):
@@ -649,22 +580,3 @@ class Arbiter:
 
     def _watcher_running(self) -> bool:
         return self.watcher is not None and self.watcher.pid != 0
-
-
-def _status_message(buffer: bytearray) -> str:
-    """The fatal error a worker reported through its status pipe, if any."""
-    start = buffer.find(STATUS_ERROR)
-    if start < 0:
-        return ""
-    return buffer[start + 1 :].decode("utf-8", "replace").replace("\0", "").strip()
-
-
-def _boot_error(facts: exits.ExitFacts) -> GunrunnerError:
-    """The error the server exits with when its workers could not boot."""
-    code = exits.describe(facts.status)[1]
-    message = facts.reason or f"worker {exits.describe(facts.status)[0]} during boot"
-    if code == EXIT_APP_LOAD_ERROR:
-        return AppLoadError(message)
-    if code == EXIT_CONFIG:
-        return ConfigError(message.removeprefix("config error: "))
-    return BootError(message)

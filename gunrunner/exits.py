@@ -32,7 +32,15 @@ import os
 import signal
 from dataclasses import dataclass
 
-from gunrunner.errors import BOOT_FAILURE_CODES
+from gunrunner.errors import (
+    BOOT_FAILURE_CODES,
+    EXIT_APP_LOAD_ERROR,
+    EXIT_CONFIG,
+    AppLoadError,
+    BootError,
+    ConfigError,
+    GunrunnerError,
+)
 
 YOUNG_DEATH = 1.0  # a worker that dies sooner than this after its start is respawned later
 
@@ -158,3 +166,14 @@ def _boot_failure(facts: ExitFacts, who: str, what: str, because: str) -> ExitDe
         backoff=True,
         close_slot=True,
     )
+
+
+def boot_error(facts: ExitFacts) -> GunrunnerError:
+    """The error the server exits with when this worker's boot failure ends it."""
+    what, code, _ = describe(facts.status)
+    message = facts.reason or f"worker {what} during boot"
+    if code == EXIT_APP_LOAD_ERROR:
+        return AppLoadError(message)
+    if code == EXIT_CONFIG:
+        return ConfigError(message.removeprefix("config error: "))
+    return BootError(message)

@@ -35,6 +35,29 @@ def error_message(text: str) -> bytes:
     return STATUS_ERROR + text.encode("utf-8", "replace").replace(b"\0", b"") + b"\0"
 
 
+def read_available(fd: int) -> bytes:
+    """Everything the worker has written so far (the arbiter's end is non-blocking)."""
+    chunks: list[bytes] = []
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:  # BlockingIOError: nothing more now
+            break
+        if not data:
+            break
+        chunks.append(data)
+    return b"".join(chunks)
+
+
+def error_text(received: bytes | bytearray) -> str:
+    """The fatal error a worker reported (after STATUS_ERROR), or ""."""
+    start = received.find(STATUS_ERROR)
+    if start < 0:
+        return ""
+    text = bytes(received[start + len(STATUS_ERROR) :])
+    return text.decode("utf-8", "replace").replace("\0", "").strip()
+
+
 class Heartbeat:
     """A shared-memory cell the worker's event loop stamps and the arbiter reads.
 
