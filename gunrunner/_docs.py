@@ -28,14 +28,14 @@ def reference_markdown() -> str:
         "| option (TOML key) | flag | environment | default | meaning |",
         "|---|---|---|---|---|",
     ]
-    for name, field in config.FIELDS.items():
-        meta = field.metadata
+    for name in config.FIELDS:
+        spec = config.spec_of(name)
         flag = "positional" if name == "app" else f"`{config.flag_of(name)}`"
-        if meta["short"]:
-            flag += f", `{meta['short']}`"
-        help_text = meta["help"]
-        if meta["choices"]:
-            help_text += " One of: " + ", ".join(f"`{c}`" for c in meta["choices"]) + "."
+        if spec.short:
+            flag += f", `{spec.short}`"
+        help_text = spec.help
+        if spec.choices:
+            help_text += " One of: " + ", ".join(f"`{c}`" for c in spec.choices) + "."
         rows.append(
             f"| `{name}` | {flag} | `{config.env_of(name)}` | {_default(name)} | {help_text} |"
         )
@@ -51,17 +51,16 @@ def conf_toml() -> str:
         "",
     ]
     for name, field in config.FIELDS.items():
-        meta = field.metadata
-        for line in _wrap(meta["help"], 86):
+        spec = config.spec_of(name)
+        for line in _wrap(spec.help, 86):
             lines.append(f"# {line}")
-        if meta["choices"]:
-            lines.append("# One of: " + ", ".join(meta["choices"]) + ".")
-        default = field.default
-        if default is None:
-            example = "myproject.wsgi:application" if name == "app" else "/run/gunrunner.pid"
-            lines.append(f'# {name} = "{example}"')
+        if spec.choices:
+            lines.append("# One of: " + ", ".join(spec.choices) + ".")
+        if field.default is None:
+            # Not set by default: show an example value, commented out.
+            lines.append(f"# {name} = {spec.kind.to_toml(spec.example)}")
         else:
-            lines.append(f"{name} = {config.kind_of(name).to_toml(default)}")
+            lines.append(f"{name} = {spec.kind.to_toml(field.default)}")
         lines.append("")
     return "\n".join(lines)
 

@@ -1,5 +1,8 @@
 """The access log: one line per response, as text (combined log format) or JSON.
 
+It is a response observer (protocols/observers.py): refused requests get a line too,
+with the status sent and "-" for a request line that could not be parsed.
+
 Rules:
 1. Off unless asked for (on by default in --reload mode): when off, the request path
    pays one attribute check.
@@ -16,7 +19,10 @@ import os
 import string
 import sys
 import time
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from gunrunner.protocols.observers import ResponseRecord
 
 COMBINED = (
     '{remote_addr} - - [{time}] "{request_line}" {status} {bytes} "{referer}" '
@@ -58,6 +64,8 @@ def check_format(fmt: str) -> str | None:
 
 
 class AccessLog:
+    """Writes one line per response it observes."""
+
     def __init__(self, path: str, fmt: str = COMBINED, as_json: bool = False) -> None:
         self.path = path
         self.fmt = fmt
@@ -87,28 +95,24 @@ class AccessLog:
             self._time_text = time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now))
         return self._time_text
 
-    def log(
-        self,
-        *,
-        client: tuple[str, int] | None,
-        method: str,
-        path: bytes,
-        query: bytes,
-        http_version: str,
-        headers: list[tuple[bytes, bytes]],
-        status: int,
-        sent: int,
-        duration: float,
-        request_id: str | None,
-    ) -> None:
+    def response(self, record: ResponseRecord) -> None:
+        """One line for one response (a ResponseObserver)."""
         referer = user_agent = ""
-        for name, value in headers:
+        for name, value in record.headers:
             if name == b"referer":
                 referer = value.decode("latin-1")
             elif name == b"user-agent":
                 user_agent = value.decode("latin-1")
-        target = path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
-        protocol = "HTTP/" + http_version
+        method, path, query = record.method, record.path, record.query
+        if method is None:
+            # A refusal of a line we could not parse or that broke a limit: "-" (Rule 3
+            # of protocols/observers.py: no unbounded client bytes in the log).
+            method = protocol = request_line = "-"
+        else:
+            protocol = "HTTP/" + record.http_version
+            target = path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+            request_line = f"{method} {target} {protocol}"
+        client, duration = record.client, record.duration
         fields: dict[str, Any] = {
             "remote_addr": client[0] if client else "-",
             "time": self._clf_time(),
@@ -116,14 +120,14 @@ class AccessLog:
             "path": path.decode("latin-1"),
             "query": query.decode("latin-1"),
             "protocol": protocol,
-            "request_line": f"{method} {target} {protocol}",
-            "status": status,
-            "bytes": sent,
+            "request_line": request_line,
+            "status": record.status,
+            "bytes": record.sent,
             "referer": referer,
             "user_agent": user_agent,
             "duration": round(duration, 6),
             "duration_ms": f"{duration * 1000:.1f}",
-            "request_id": request_id or "-",
+            "request_id": record.request_id or "-",
             "pid": self.pid,
         }
         if self.as_json:

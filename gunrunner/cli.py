@@ -60,31 +60,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--check-config", action="store_true", help="Check the configuration and binds, then exit."
     )
     parser.add_argument("--version", action="version", version=f"gunrunner {__version__}")
-    for name, field in config.FIELDS.items():
+    for name in config.FIELDS:
         if name == _POSITIONAL:
             continue
-        meta = field.metadata
-        flags = [config.flag_of(name)] + ([meta["short"]] if meta["short"] else [])
+        spec = config.spec_of(name)
+        flags = [config.flag_of(name)] + ([spec.short] if spec.short else [])
         kwargs: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": _help(name)}
-        if meta["kind"] is config.BOOL:
+        if spec.kind is config.BOOL:
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
-            kwargs["metavar"] = meta["metavar"] or name.upper()
-            if meta["kind"] is config.STR_LIST:
+            kwargs["metavar"] = spec.metavar or name.upper()
+            if spec.kind is config.STR_LIST:
                 kwargs["action"] = "append"
-            if meta["const"] is not None:
+            if spec.const is not None:
                 kwargs["nargs"] = "?"
-                kwargs["const"] = meta["const"]
+                kwargs["const"] = spec.const
         parser.add_argument(*flags, **kwargs)
     return parser
 
 
 def _help(name: str) -> str:
-    meta = config.FIELDS[name].metadata
+    spec = config.spec_of(name)
     default = config.FIELDS[name].default
-    text: str = meta["help"]
-    if meta["choices"]:
-        text += " One of: " + ", ".join(meta["choices"]) + "."
+    text = spec.help
+    if spec.choices:
+        text += " One of: " + ", ".join(spec.choices) + "."
     if default not in (None, "") and name != _POSITIONAL:
         shown = config.kind_of(name).to_toml(default)
         text += f" Default: {shown}."
@@ -116,8 +116,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     never swallows the app argument that follows it."""
     namespace = build_parser().parse_args(argv)
     if namespace.app is None:
-        for name, field in config.FIELDS.items():
-            const = field.metadata["const"]
+        for name in config.FIELDS:
+            const = config.spec_of(name).const
             value = getattr(namespace, name, None)
             if const is not None and isinstance(value, str) and _APP_SPEC.fullmatch(value):
                 setattr(namespace, name, const)
@@ -140,6 +140,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     checked = preflight.check(loaded)
     if not options.app:
         raise ConfigError("no app given: pass module:attribute, or set app in the config file")
+    config.apply_umask(options)  # before the first file (log, socket, pidfile) is created
     logs.setup(options.log_level, options.log_file)
     raise_fd_limit(options.worker_connections + 64)
     workers = checked.workers
@@ -148,6 +149,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         backlog=options.backlog,
         reuse_port=options.reuse_port and workers > 1,
         shared_bind=options.shared_bind,
+        unix_socket_mode=options.unix_socket_mode,
     )
     urls = ", ".join(_url(name, checked.tls is not None) for name in listeners.names())
     try:
@@ -157,7 +159,7 @@ def run(argv: Sequence[str] | None = None) -> int:
                 log.info("listening on %s (1 process, no fork)", urls)
                 return serve_single(options, listeners.for_slot(0))
             logs.set_role("arbiter")
-            log.info("listening on %s (%d workers, %s listeners)", urls, workers, listeners.mode)
+            log.info("listening on %s (%d workers, %s)", urls, workers, listeners.describe_modes())
             return Arbiter(loaded, values, listeners, max(workers, 1)).run()
     finally:
         listeners.close_all()
@@ -168,6 +170,10 @@ def check_config(loaded: config.Loaded) -> int:
     problem printed, nothing written or left bound. Exit code of the first problem."""
     options = loaded.options
     checked = preflight.survey(loaded, check_binds=True, check_app=True)
+    # The open-files limit as the server would set it, said on stderr: the check's own
+    # limit is raised, nothing else changes, and log_file is not opened.
+    logs.setup(options.log_level, "-")
+    raise_fd_limit(options.worker_connections + 64)
     for problem in checked.problems:
         sys.stderr.write(f"gunrunner: {problem}\n")
     if checked.problems:

@@ -2,8 +2,9 @@
 
 Rules:
 1. An option is one field of `Options`. Its name is the TOML key, `--name-with-dashes` is
-   its flag and `GUNRUNNER_NAME` its environment variable. Help, type, default and check
-   live beside it; the CLI, the loader, `--print-config` and the docs read this table.
+   its flag and `GUNRUNNER_NAME` its environment variable. Help, kind, default and check
+   live beside it (an `OptionSpec`, see _kinds.py; `spec_of(name)` reads it); the CLI,
+   the loader, `--print-config` and the docs read this table.
 2. Later sources win: defaults < config file < environment < command line.
 3. A bad value is a ConfigError naming the key, where it came from and what was expected.
    An unknown key is an error that names the closest option.
@@ -13,13 +14,29 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
 import os
 import sys
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
+# The kinds and the spec are part of this module's interface: pyproject.toml lets mypy
+# see these names re-exported (implicit_reexport for gunrunner.config).
+from gunrunner._kinds import (
+    BOOL,
+    FLOAT,
+    INT,
+    MODE,
+    OPTIONAL_MODE,
+    OPTIONAL_STR,
+    SPEC,
+    STR,
+    STR_LIST,
+    WORKERS,
+    Kind,
+    OptionSpec,
+    option,
+)
 from gunrunner.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -32,144 +49,13 @@ ENV_PREFIX = "GUNRUNNER_"
 ENV_NOT_OPTIONS = frozenset({"GUNRUNNER_CONFIG", "GUNRUNNER_TEST_FAIL_FORKS"})
 
 
-@dataclass(frozen=True, slots=True)
-class Kind:
-    """How an option's values are read from text (env, CLI) and TOML, and written back."""
-
-    expected: str
-    from_text: Callable[[str], Any]
-    from_toml: Callable[[Any], Any]
-    to_toml: Callable[[Any], str]
-
-
-def _toml_str(value: str) -> str:
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{escaped}"'
-
-
-def _int_from_toml(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError
-    return value
-
-
-def _float_from_toml(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError
-    return float(value)
-
-
-def _str_from_toml(value: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError
-    return value
-
-
-def _bool_from_text(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off"}:
-        return False
-    raise ValueError(text)
-
-
-def _bool_from_toml(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError
-    return value
-
-
-def _list_from_text(text: str) -> tuple[str, ...]:
-    # Env vars hold several values separated by commas: GUNRUNNER_BIND="a:1,b:2".
-    return tuple(part.strip() for part in text.split(",") if part.strip())
-
-
-def _list_from_toml(value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):
-        return (value,)
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return tuple(value)
-    raise TypeError
-
-
-def _workers_from_text(text: str) -> int | str:
-    if text.strip().lower() == "auto":
-        return "auto"
-    return int(text)
-
-
-def _workers_from_toml(value: Any) -> int | str:
-    if isinstance(value, str):
-        return _workers_from_text(value) if value.strip().lower() == "auto" else _fail(value)
-    return _int_from_toml(value)
-
-
-def _fail(value: Any) -> Any:
-    raise ValueError(value)
-
-
-def _optional(kind: Kind) -> Kind:
-    """The same kind, where "" (or no value) means "not set"."""
-    return Kind(
-        expected=kind.expected,
-        from_text=lambda text: kind.from_text(text) if text else None,
-        from_toml=lambda value: kind.from_toml(value) if value != "" else None,
-        to_toml=lambda value: '""' if value is None else kind.to_toml(value),
-    )
-
-
-INT = Kind("an integer", int, _int_from_toml, str)
-FLOAT = Kind("a number", float, _float_from_toml, lambda v: repr(float(v)))
-STR = Kind("a string", str, _str_from_toml, _toml_str)
-BOOL = Kind("true or false", _bool_from_text, _bool_from_toml, lambda v: "true" if v else "false")
-STR_LIST = Kind(
-    "a string or a list of strings",
-    _list_from_text,
-    _list_from_toml,
-    lambda v: "[" + ", ".join(_toml_str(s) for s in v) + "]",
-)
-WORKERS = Kind(
-    'an integer or "auto"',
-    _workers_from_text,
-    _workers_from_toml,
-    lambda v: _toml_str(v) if isinstance(v, str) else str(v),
-)
-OPTIONAL_STR = _optional(STR)
-
-
-def option(
-    default: Any,
-    *,
-    help: str,
-    kind: Kind,
-    short: str | None = None,
-    choices: tuple[str, ...] | None = None,
-    minimum: float | None = None,
-    metavar: str | None = None,
-    const: str | None = None,
-    secret: bool = False,
-) -> Any:
-    """Declare one option: a dataclass field whose metadata drives CLI, TOML, env and docs."""
-    meta = {
-        "help": help,
-        "kind": kind,
-        "short": short,
-        "choices": choices,
-        "minimum": minimum,
-        "metavar": metavar,
-        "const": const,  # the value of a bare flag (--access-log alone)
-        "secret": secret,  # never shown: not by --print-config, errors or repr()
-    }
-    return field(default=default, metadata=meta, repr=not secret)
-
-
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Options:
     """The effective configuration of one gunrunner instance."""
 
     app: str | None = option(
         None,
+        example="myproject.wsgi:application",
         kind=OPTIONAL_STR,
         metavar="MODULE:ATTR",
         help="The application, as module:attribute (e.g. myproject.wsgi:application).",
@@ -248,6 +134,23 @@ class Options:
         help="Start even when another gunrunner of this user already listens on the "
         "address, and share the port with it (zero-downtime deploy: start the new one, "
         "then TERM the old one).",
+    )
+    unix_socket_mode: int = option(
+        0o660,
+        kind=MODE,
+        metavar="MODE",
+        help="Permissions of a unix:PATH socket, set before it accepts connections: the "
+        "default lets the owner and the group connect (put the proxy's user in this "
+        'user\'s group), "666" lets every local user.',
+    )
+    umask: int | None = option(
+        None,
+        kind=OPTIONAL_MODE,
+        metavar="MASK",
+        example=0o027,
+        help="Process umask (octal, like gunicorn's), set at start before any file is "
+        "created: log and pid files, files the app writes. Not set: the umask gunrunner "
+        "was started with.",
     )
     timeout: float = option(
         30.0,
@@ -389,6 +292,7 @@ class Options:
     )
     certfile: str | None = option(
         None,
+        example="/etc/gunrunner/cert.pem",
         kind=OPTIONAL_STR,
         metavar="FILE",
         help="Serve HTTPS: the PEM certificate chain (server certificate first). "
@@ -396,12 +300,14 @@ class Options:
     )
     keyfile: str | None = option(
         None,
+        example="/etc/gunrunner/key.pem",
         kind=OPTIONAL_STR,
         metavar="FILE",
         help="The PEM private key of certfile (omit it when certfile holds the key).",
     )
     keyfile_password: str | None = option(
         None,
+        example="...",
         kind=OPTIONAL_STR,
         metavar="PASSWORD",
         secret=True,
@@ -411,6 +317,7 @@ class Options:
     )
     ca_certs: str | None = option(
         None,
+        example="/etc/gunrunner/client-ca.pem",
         kind=OPTIONAL_STR,
         metavar="FILE",
         help="PEM file of the CAs that client certificates are checked against.",
@@ -423,6 +330,7 @@ class Options:
     )
     ciphers: str | None = option(
         None,
+        example="ECDHE+AESGCM:ECDHE+CHACHA20",
         kind=OPTIONAL_STR,
         metavar="LIST",
         help="OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are OpenSSL's); default: "
@@ -444,6 +352,7 @@ class Options:
     )
     access_log: str | None = option(
         None,
+        example="-",
         kind=OPTIONAL_STR,
         metavar="FILE",
         const="-",
@@ -488,6 +397,7 @@ class Options:
     )
     pidfile: str | None = option(
         None,
+        example="/run/gunrunner.pid",
         kind=OPTIONAL_STR,
         metavar="FILE",
         help="Write the main process id to this file; removed at exit.",
@@ -497,9 +407,14 @@ class Options:
 FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(Options)}
 
 
+def spec_of(name: str) -> OptionSpec:
+    """The OptionSpec of option `name` (KeyError for an unknown name)."""
+    spec: OptionSpec = FIELDS[name].metadata[SPEC]
+    return spec
+
+
 def kind_of(name: str) -> Kind:
-    kind: Kind = FIELDS[name].metadata["kind"]
-    return kind
+    return spec_of(name).kind
 
 
 def flag_of(name: str) -> str:
@@ -510,35 +425,6 @@ def env_of(name: str) -> str:
     return ENV_PREFIX + name.upper()
 
 
-def _describe(name: str) -> str:
-    meta = FIELDS[name].metadata
-    expected: str = meta["kind"].expected
-    if meta["choices"]:
-        expected = "one of " + ", ".join(f'"{c}"' for c in meta["choices"])
-    elif meta["minimum"] is not None and meta["kind"] is STR_LIST:
-        expected += f" (at least {meta['minimum']:g})"
-    elif meta["minimum"] is not None:
-        expected += f" >= {meta['minimum']:g}"
-    return expected
-
-
-def check_value(name: str, value: Any) -> str | None:
-    """Why `value` is not acceptable for option `name`, or None when it is."""
-    meta = FIELDS[name].metadata
-    if value is None:
-        return None
-    if meta["choices"] and value not in meta["choices"]:
-        return f"expected {_describe(name)}, got {value!r}"
-    minimum = meta["minimum"]
-    if minimum is not None and isinstance(value, tuple) and len(value) < minimum:
-        return f"expected {_describe(name)}, got {list(value)!r}"
-    if minimum is not None and isinstance(value, (int, float)) and not math.isfinite(value):
-        return f"expected {_describe(name)}, got {value!r}"
-    if minimum is not None and isinstance(value, (int, float)) and value < minimum:
-        return f"expected {_describe(name)}, got {value!r}"
-    return None
-
-
 def convert_text(name: str, text: str, source: str) -> Any:
     """Read one option's value from text (CLI or environment); raise a ConfigError."""
     kind = kind_of(name)
@@ -547,11 +433,11 @@ def convert_text(name: str, text: str, source: str) -> Any:
     except (TypeError, ValueError):
         shown = "a secret value" if name in SECRET_OPTIONS else repr(text)
         raise ConfigError(
-            f"{_label(name, source)}: expected {_describe(name)}, got {shown}",
+            f"{_label(name, source)}: expected {spec_of(name).expected()}, got {shown}",
             key=name,
             source=source,
         ) from None
-    problem = check_value(name, value)
+    problem = spec_of(name).problem(value)
     if problem:
         raise ConfigError(f"{_label(name, source)}: {problem}", key=name, source=source)
     return value
@@ -591,12 +477,13 @@ def read_file(path: str) -> dict[str, Any]:
         try:
             value = kind.from_toml(raw_value)
         except (TypeError, ValueError):
+            shown = _toml_repr(key, raw_value)
             raise ConfigError(
-                f'key "{key}": expected {_describe(key)}, got {_toml_repr(key, raw_value)}',
+                f'key "{key}": expected {spec_of(key).expected()}, got {shown}',
                 key=key,
                 source=path,
             ) from None
-        problem = check_value(key, value)
+        problem = spec_of(key).problem(value)
         if problem:
             raise ConfigError(f'key "{key}": {problem}', key=key, source=path)
         values[key] = value
@@ -668,7 +555,7 @@ def load(
 
 
 # Values --print-config and error messages must not show.
-SECRET_OPTIONS = frozenset(name for name, f in FIELDS.items() if f.metadata["secret"])
+SECRET_OPTIONS = frozenset(name for name in FIELDS if spec_of(name).secret)
 
 
 def render_toml(loaded: Loaded) -> str:
@@ -681,3 +568,14 @@ def render_toml(loaded: Loaded) -> str:
             continue
         lines.append(f"{name} = {kind_of(name).to_toml(value)}  # {loaded.sources[name]}")
     return "\n".join(lines) + "\n"
+
+
+def apply_umask(options: Options) -> int | None:
+    """Set the process umask from `umask`, once at start; return the old one (None: unset).
+
+    Called before the log file, the listeners and the pid file are created, so that all
+    of them, and whatever the workers create, get it.
+    """
+    if options.umask is None:
+        return None
+    return os.umask(options.umask)

@@ -183,8 +183,15 @@ def _remove_stale_unix_socket(path: str) -> None:
     raise BindError(f"unix:{path}", "another process listens on this socket")
 
 
-def open_listener(address: Address, backlog: int, *, reuse_port: bool) -> socket.socket:
-    """A bound, listening, non-blocking socket for one address."""
+def open_listener(
+    address: Address, backlog: int, *, reuse_port: bool, unix_mode: int = 0o660
+) -> socket.socket:
+    """A bound, listening, non-blocking socket for one address.
+
+    A Unix socket gets `unix_mode` between bind() and listen(): bind() creates the file
+    with the umask's mode, and until listen() nobody can connect, so no client ever
+    meets the socket with a mode other than the one asked for.
+    """
     if address.spec.kind == "fd":
         return _adopt_fd(address)
     if address.family == socket.AF_UNIX:
@@ -200,10 +207,19 @@ def open_listener(address: Address, backlog: int, *, reuse_port: bool) -> socket
                 # Bind [::] to IPv6 only, so that 0.0.0.0 can be bound beside it.
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind(address.sockaddr)
+    except OSError as exc:
+        sock.close()
+        raise _bind_error(address, exc) from None
+    try:
+        if isinstance(address.sockaddr, str):  # AF_UNIX: the path bind() just created
+            os.chmod(address.sockaddr, unix_mode)
         sock.listen(backlog)
         sock.setblocking(False)
     except OSError as exc:
         sock.close()
+        if isinstance(address.sockaddr, str):
+            with contextlib.suppress(OSError):
+                os.unlink(address.sockaddr)
         raise _bind_error(address, exc) from None
     return sock
 
@@ -241,21 +257,28 @@ def describe(sock: socket.socket) -> str:
 class Listeners:
     """The listening sockets of every worker slot.
 
-    Rule 1: in "per-slot" mode every TCP address gets one SO_REUSEPORT socket per slot, so
+    Rule 1: with `per_slot` every TCP address gets one SO_REUSEPORT socket per slot, so
     the kernel spreads connections over the slots' workers. The arbiter keeps them open
     and never accepts: connections queued on slot k wait for slot k's next worker.
-    Rule 2: Unix sockets, inherited fds, and systems where SO_REUSEPORT does not balance
-    use "shared" mode: one socket per address, served by every worker.
+    Rule 2: Unix sockets, inherited fds, and every address where SO_REUSEPORT is off or
+    does not balance are shared: one socket per address, served by every worker. The
+    mode is per address (`describe_modes()`), since one server may have both.
     Rule 3: a slot's sockets are closed only when the slot itself goes away.
     """
 
     def __init__(
-        self, binds: tuple[str, ...], *, backlog: int, reuse_port: bool, shared_bind: bool
+        self,
+        binds: tuple[str, ...],
+        *,
+        backlog: int,
+        reuse_port: bool,
+        shared_bind: bool,
+        unix_socket_mode: int = 0o660,
     ) -> None:
         self.backlog = backlog
         specs = [parse_bind(text) for text in binds]
         self.per_slot = reuse_port and reuse_port_balances()
-        self.mode = "per-slot" if self.per_slot else "shared"
+        self._served: list[tuple[Address, bool]] = []  # (address, per slot) in bind order
         self._slot_addresses: list[Address] = []
         self.shared: list[socket.socket] = []
         self._unix_paths: list[str] = []  # unlinked by close_all()
@@ -275,10 +298,17 @@ class Listeners:
                         address = bound_address(address, sock)
                         self._slot_addresses.append(address)
                         first_slot.append(sock)
+                        self._served.append((address, True))
                     else:
-                        sock = open_listener(address, backlog, reuse_port=address.is_tcp)
+                        sock = open_listener(
+                            address,
+                            backlog,
+                            reuse_port=address.is_tcp,
+                            unix_mode=unix_socket_mode,
+                        )
                         address = bound_address(address, sock)
                         self.shared.append(sock)
+                        self._served.append((address, False))
                         if spec.kind == "unix":
                             self._unix_paths.append(spec.path)
                     if address.is_tcp:
@@ -323,6 +353,24 @@ class Listeners:
                 os.unlink(path)
         self.shared = []
         self._unix_paths = []
+
+    @property
+    def mode(self) -> str:
+        """ "per-slot", "shared", or "mixed" when some addresses are of each."""
+        per_slot = {is_per_slot for _, is_per_slot in self._served}
+        if per_slot == {True}:
+            return "per-slot"
+        return "shared" if per_slot == {False} else "mixed"
+
+    def describe_modes(self) -> str:
+        """How each address is served, for the "listening on" line (true per address)."""
+        per_slot = [str(a) for a, is_per_slot in self._served if is_per_slot]
+        shared = [str(a) for a, is_per_slot in self._served if not is_per_slot]
+        if not shared:
+            return "per-slot SO_REUSEPORT listeners"
+        if not per_slot:
+            return "one shared socket" if len(shared) == 1 else "one shared socket per address"
+        return f"per-slot for {', '.join(per_slot)}; shared for {', '.join(shared)}"
 
     def names(self) -> list[str]:
         """Every address served, for the "listening on" line."""

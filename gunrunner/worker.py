@@ -40,6 +40,7 @@ from gunrunner.errors import (
 )
 from gunrunner.net import describe
 from gunrunner.protocols.http11 import ConnectionSettings, HTTP11Protocol
+from gunrunner.protocols.limits import Limits
 from gunrunner.protocols.websocket import WebSocketSettings
 from gunrunner.proxy import ProxyTrust
 from gunrunner.status import STATUS_READY, Heartbeat, error_message, report
@@ -153,18 +154,10 @@ class Worker:
             bridge = ASGIBridge(asgi_app, root_path=options.root_path, state=state)
         settings = ConnectionSettings(
             bridge,
-            keepalive_timeout=options.keepalive_timeout,
-            max_incomplete_event_size=options.h11_max_incomplete_event_size,
+            limits=Limits.from_options(options),
             server_header=options.server_header,
-            header_timeout=options.header_timeout,
-            body_timeout=options.body_timeout,
-            send_timeout=options.send_timeout,
-            limit_request_line=options.limit_request_line,
-            limit_request_fields=options.limit_request_fields,
-            limit_request_field_size=options.limit_request_field_size,
-            max_body_size=options.max_body_size,
             proxy=ProxyTrust(options.forwarded_allow_ips),
-            access=self._open_access_log(),
+            observers=tuple(filter(None, [self._open_access_log()])),
             tls=tls,
             scheme="https" if tls is not None else "http",
             websocket=WebSocketSettings(
@@ -219,7 +212,7 @@ class Worker:
             await asyncio.sleep(0.05)
         if settings.connections and not self._give_up.is_set():
             log.warning(
-                "%d connection(s) still busy after graceful_timeout (%.1fs); closing them",
+                "%d connection(s) still open after graceful_timeout (%.1fs); closing them",
                 len(settings.connections),
                 self.options.graceful_timeout,
             )

@@ -19,6 +19,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from gunrunner.apps.types import (
+    INTERNAL_ERROR,
     ASGI3App,
     ClientDisconnected,
     Exchange,
@@ -27,18 +28,13 @@ from gunrunner.apps.types import (
     Scope,
     WebSocketClosed,
     WebSocketSession,
+    internal_error_headers,
 )
 from gunrunner.errors import BootError
 
 log = logging.getLogger(__name__)
 
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.4"}
-_INTERNAL_ERROR = b"Internal Server Error\n"
-_ERROR_HEADERS: Headers = [
-    (b"content-type", b"text/plain; charset=utf-8"),
-    (b"content-length", b"%d" % len(_INTERNAL_ERROR)),
-    (b"connection", b"close"),
-]
 
 
 def as_asgi3(app: Any, interface: str) -> ASGI3App:
@@ -124,6 +120,7 @@ class _Cycle:
         "body_done",
         "exchange",
         "finished",
+        "gone",
         "headers",
         "scope",
         "status",
@@ -139,6 +136,7 @@ class _Cycle:
         self.headers: Headers = []
         self.body_done = False
         self.finished = False
+        self.gone = False  # the app was told http.disconnect before its response ended
         self.trailers_wanted = False  # http.response.start said trailers: True
         self.trailers: Headers | None = None  # set once the body ended; trailers to come
 
@@ -159,6 +157,12 @@ class _Cycle:
             self._fail()
             return
         if not self.finished and not exchange.disconnected:
+            if self.gone:
+                # It stopped on http.disconnect (the client closed its sending side, and
+                # maybe the whole socket): no answer is owed; close.
+                log.debug("client went away during %s %s", exchange.method, exchange.path)
+                exchange.abort()
+                return
             if self.status is None:
                 log.error(
                     "ASGI app returned without sending a response to %s %s",
@@ -176,7 +180,7 @@ class _Cycle:
             self.exchange.abort()
         else:
             self.finished = True
-            self.exchange.respond(500, list(_ERROR_HEADERS), _INTERNAL_ERROR)
+            self.exchange.respond(500, internal_error_headers(), INTERNAL_ERROR)
 
     async def receive(self) -> Message:
         if not self.body_done:
@@ -188,6 +192,7 @@ class _Cycle:
             self.body_done = not more
             return {"type": "http.request", "body": data, "more_body": more}
         await self.exchange.wait_done()
+        self.gone = not self.finished
         return {"type": "http.disconnect"}
 
     async def send(self, message: Message) -> None:
@@ -292,7 +297,7 @@ class _WebSocketCycle:
             if self.accepted:
                 self.session.close(1011, "internal error")
             elif self.response_status is None:
-                body = b"Internal Server Error\n"
+                body = INTERNAL_ERROR
                 self.session.reject(500, [(b"content-length", b"%d" % len(body))], body, False)
             elif not self.response_done:
                 self.session.reject(self.response_status, [], b"", False)

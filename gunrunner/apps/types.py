@@ -18,6 +18,19 @@ ASGI3App = Callable[[Scope, Receive, Send], Awaitable[None]]
 WSGIApp = Callable[..., Any]
 Headers = list[tuple[bytes, bytes]]
 
+# The answer to a request the app failed (it raised, or sent a broken response) before
+# anything went out: the same from every bridge and driver.
+INTERNAL_ERROR = b"Internal Server Error\n"
+
+
+def internal_error_headers() -> Headers:
+    """The headers of the 500 that carries INTERNAL_ERROR (a new list each time)."""
+    return [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", b"%d" % len(INTERNAL_ERROR)),
+        (b"connection", b"close"),
+    ]
+
 
 class ClientDisconnected(OSError):
     """The client went away before the request body or the response was complete."""
@@ -58,7 +71,8 @@ class Exchange(Protocol):
         """
 
     async def wait_done(self) -> None:
-        """Return once the response is complete or the client has gone away."""
+        """Return once the response is complete or the client has gone away (or sent
+        EOF after its request: it may still read a response, if one comes)."""
 
     def respond(self, status: int, headers: Headers, body: bytes) -> None:
         """Send a complete response at once (one write)."""

@@ -25,16 +25,17 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from gunrunner.apps.types import ClientDisconnected, Exchange, Headers, WSGIApp
+from gunrunner.apps.types import (
+    INTERNAL_ERROR,
+    ClientDisconnected,
+    Exchange,
+    Headers,
+    WSGIApp,
+    internal_error_headers,
+)
 
 log = logging.getLogger(__name__)
 
-_INTERNAL_ERROR = b"Internal Server Error\n"
-_ERROR_HEADERS: Headers = [
-    (b"content-type", b"text/plain; charset=utf-8"),
-    (b"content-length", b"%d" % len(_INTERNAL_ERROR)),
-    (b"connection", b"close"),
-]
 # HTTP header name -> environ key; bounded so hostile clients cannot grow it forever.
 _ENVIRON_KEYS: dict[bytes, str] = {}
 _ENVIRON_KEYS_MAX = 512
@@ -347,7 +348,7 @@ def _fail(exchange: Exchange) -> None:
     if exchange.response_started:
         exchange.abort()
     else:
-        exchange.respond(500, list(_ERROR_HEADERS), _INTERNAL_ERROR)
+        exchange.respond(500, internal_error_headers(), INTERNAL_ERROR)
 
 
 class _Response:

@@ -21,6 +21,14 @@ Rules:
 6. Timers: a request head must be complete within header_timeout of its first byte (or
    of the connection's start): else 408 and a close (slowloris). Between requests an
    idle connection lives keepalive_timeout.
+7. Every response that went out, the app's or a refusal, passes the observers once
+   (protocols/observers.py); a refusal never reaches the app.
+8. Keep-alive: HTTP/1.1 unless either side says close; HTTP/1.0 only when the request
+   says keep-alive and the response's length is known (`keep_http10_alive`).
+9. EOF after a whole request is a half-close: the response goes out, then the close.
+   EOF anywhere else is a client gone away: close, and the app is told.
+10. Drain (the worker stops): every response says Connection: close, and no connection
+   closes earlier than it would have without the drain (`close_when_idle`).
 """
 
 from __future__ import annotations
@@ -30,16 +38,23 @@ import logging
 import socket
 import time
 from dataclasses import KW_ONLY, dataclass, field
-from email.utils import formatdate
-from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
 
 import h11
 
-from gunrunner.access import AccessLog
-from gunrunner.apps.types import AppBridge, ClientDisconnected, Headers
+from gunrunner.apps.types import (
+    INTERNAL_ERROR,
+    AppBridge,
+    ClientDisconnected,
+    Headers,
+    internal_error_headers,
+)
+from gunrunner.protocols import chunk_header
+from gunrunner.protocols.limits import Limits
+from gunrunner.protocols.observers import ResponseObserver, ResponseRecord
 from gunrunner.protocols.request_head import (
+    PASSED,
     accepts_trailers,
     apply_forwarded,
     check_head,
@@ -48,6 +63,7 @@ from gunrunner.protocols.request_head import (
     split_absolute_form,
     with_host,
 )
+from gunrunner.protocols.responses import HAS_NO_BODY, REASONS, date_header, refusal
 from gunrunner.protocols.sendfile import send_range
 from gunrunner.protocols.websocket import WebSocketProtocol, WebSocketSettings
 from gunrunner.proxy import ProxyTrust
@@ -55,34 +71,15 @@ from gunrunner.tls import TLSServer
 
 log = logging.getLogger(__name__)
 
+chunk_header.install()  # RFC 9112's chunk-header grammar for h11 (see that module)
+
 # Body bytes buffered for an app that is not reading before we stop reading the socket.
 BODY_HIGH_WATER = 256 * 1024
 
-_REASONS = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
 # What h11 raises for a response the app got wrong (bad header, wrong Content-Length).
 _BAD_RESPONSE = (h11.LocalProtocolError, TypeError, ValueError)
-_ERROR_BODY = b"Internal Server Error\n"
-_ERROR_HEADERS = [
-    (b"content-type", b"text/plain; charset=utf-8"),
-    (b"content-length", b"%d" % len(_ERROR_BODY)),
-    (b"connection", b"close"),
-]
-_HAS_NO_BODY = frozenset({204, 304})
 # First bytes of a read that need a look: a TLS record (0x16), a blank line (CR, LF).
 _SPECIAL_FIRST_BYTES = frozenset({0x16, 13, 10})
-
-_date_second = 0
-_date_value = b""
-
-
-def date_header() -> bytes:
-    """The Date header value, formatted at most once per second."""
-    global _date_second, _date_value
-    now = int(time.time())
-    if now != _date_second:
-        _date_second = now
-        _date_value = formatdate(now, usegmt=True).encode("ascii")
-    return _date_value
 
 
 @dataclass(eq=False, slots=True)
@@ -91,27 +88,21 @@ class ConnectionSettings:
 
     bridge: AppBridge
     _: KW_ONLY
-    keepalive_timeout: float
-    max_incomplete_event_size: int
+    limits: Limits
     server_header: bool
     scheme: str = "http"
     websocket: WebSocketSettings | None = None
-    header_timeout: float = 10.0
-    body_timeout: float = 60.0
-    send_timeout: float = 60.0
-    limit_request_line: int = 8190
-    limit_request_fields: int = 100
-    limit_request_field_size: int = 8190
-    max_body_size: int = 100 * 1024 * 1024  # 0: no limit
     proxy: ProxyTrust | None = None
-    access: AccessLog | None = None
+    # Told about every response sent, answered or refused (the access log, metrics).
+    observers: tuple[ResponseObserver, ...] = ()
     tls: TLSServer | None = None  # set: connections arrive TLS-wrapped (scheme https)
     # HTTP11Protocol and WebSocketProtocol: each has close_when_idle() and transport.
     connections: set[Any] = field(default_factory=set)
     draining: bool = False
 
     def drain(self) -> None:
-        """Stop keeping connections alive: idle ones close now, busy ones after their response."""
+        """Stop keeping connections alive: each closes after its next response, or when
+        its keep-alive timer runs out if no request comes first (close_when_idle())."""
         self.draining = True
         for connection in list(self.connections):
             connection.close_when_idle()
@@ -131,6 +122,7 @@ class _Exchange:
         "chunked",
         "client",
         "disconnected",
+        "eof",
         "finished",
         "headers",
         "http_version",
@@ -169,6 +161,7 @@ class _Exchange:
         self.server = proto.server
         self.tls = proto.tls
         self.disconnected = False
+        self.eof = False  # the client sent EOF after this request: it may still read
         self.response_started = False
         self.finished = False
         self.body_complete = False
@@ -187,7 +180,7 @@ class _Exchange:
     # -- request body, fed by the protocol -------------------------------------------------
     def feed(self, data: bytes) -> None:
         self._body_total += len(data)
-        limit = self.proto.settings.max_body_size
+        limit = self.proto.limits.max_body_size
         if limit and self._body_total > limit:
             # Only a chunked body gets here: a Content-Length above it was refused.
             self.proto.reject(413, f"request body larger than max_body_size ({limit} bytes)")
@@ -230,7 +223,7 @@ class _Exchange:
             proto = self.proto
             proto.want_body(self)
             self._body_waiter = proto.loop.create_future()
-            timer = proto.loop.call_later(proto.settings.body_timeout, proto.body_timed_out)
+            timer = proto.loop.call_later(proto.limits.body_timeout, proto.body_timed_out)
             try:
                 await self._body_waiter
             finally:
@@ -246,7 +239,7 @@ class _Exchange:
         return data, not self.body_complete
 
     async def wait_done(self) -> None:
-        if self.finished or self.disconnected:
+        if self.finished or self.disconnected or self.eof:
             return
         waiter = self.proto.loop.create_future()
         self._done_waiters.append(waiter)
@@ -262,7 +255,7 @@ class _Exchange:
         try:
             head = conn.send(proto.response(self, status, headers, len(body)))
             proto.note_close_after_head()
-            if body and self.method != "HEAD" and status not in _HAS_NO_BODY:
+            if body and self.method != "HEAD" and status not in HAS_NO_BODY:
                 data = head + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage())
                 self.sent = len(body)
             else:
@@ -330,7 +323,7 @@ class _Exchange:
                 proto.transport.write(out)
                 out = b""
             try:
-                sent = await send_range(proto, file, offset, count, proto.settings.send_timeout)
+                sent = await send_range(proto, file, offset, count, proto.limits.send_timeout)
             except OSError:
                 self.abort()
                 raise ClientDisconnected("client disconnected during sendfile") from None
@@ -373,20 +366,23 @@ class _Exchange:
     def _complete(self) -> None:
         self.finished = True
         self._wake_done()
-        access = self.proto.settings.access
-        if access is not None:
-            access.log(
-                client=self.client,
-                method=self.method,
-                path=self.raw_path,
-                query=self.query_string,
-                http_version=self.http_version,
-                headers=self.headers,
-                status=self.status,
-                sent=self.sent,
-                duration=time.monotonic() - self.started,
-                request_id=self.request_id,
+        observers = self.proto.settings.observers
+        if observers:
+            record = ResponseRecord(
+                self.client,
+                self.method,
+                self.raw_path,
+                self.query_string,
+                self.http_version,
+                self.headers,
+                self.status,
+                self.sent,
+                time.monotonic() - self.started,
+                self.request_id,
+                False,
             )
+            for observer in observers:
+                observer.response(record)
         self.proto.response_complete(self)
 
 
@@ -407,10 +403,9 @@ class HTTP11Protocol(asyncio.Protocol):
 
     def __init__(self, settings: ConnectionSettings) -> None:
         self.settings = settings
+        self.limits = settings.limits
         self.loop = asyncio.get_running_loop()
-        self.conn = h11.Connection(
-            h11.SERVER, max_incomplete_event_size=settings.max_incomplete_event_size
-        )
+        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_head_size)
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int] | None = None
@@ -426,6 +421,7 @@ class HTTP11Protocol(asyncio.Protocol):
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._close_when_done = False
         self._last_request_read = False
+        self._http10_keep_alive = False  # the HTTP/1.0 request in progress is kept alive
         self.valid_host: bytes | None = None  # the last Host value that passed the check
         self._served = 0  # responses completed on this connection
 
@@ -450,7 +446,7 @@ class HTTP11Protocol(asyncio.Protocol):
         self.settings.connections.add(self)
         if self.settings.draining:
             self._close_when_done = True
-        self._timer = self.loop.call_later(self.settings.header_timeout, self._head_timeout)
+        self._timer = self.loop.call_later(self.limits.header_timeout, self._head_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.settings.connections.discard(self)
@@ -489,7 +485,7 @@ class HTTP11Protocol(asyncio.Protocol):
             # however slowly its bytes trickle in.
             self._idle = False
             self._cancel_timer()
-            self._timer = self.loop.call_later(self.settings.header_timeout, self._head_timeout)
+            self._timer = self.loop.call_later(self.limits.header_timeout, self._head_timeout)
 
     def note_close_after_head(self) -> None:
         """Our head said Connection: close after the request ended: from now on any byte
@@ -503,10 +499,29 @@ class HTTP11Protocol(asyncio.Protocol):
         return self._served == 0 and self.exchange is None and not self.conn.trailing_data[0]
 
     def eof_received(self) -> bool:
-        # A client that closes its side has gone away (nginx logs it as 499): returning
-        # False lets asyncio close the transport, and connection_lost tells the app
-        # (ASGI http.disconnect, WSGI write errors) at once rather than at its next write.
-        return False
+        """The client will send nothing more (a FIN; under TLS, its close_notify).
+
+        After a whole request it may still read (a half-close, RFC 9112 9.6): keep the
+        transport open to send the response, then close. Anywhere else (idle, inside a
+        head or a body) the client has gone away (nginx logs it as 499): returning False
+        lets asyncio close the transport, and connection_lost tells the app (ASGI
+        http.disconnect, WSGI read and write errors) at once, not at its next write.
+        A pipelined request still buffered is answered too: reading (hence this EOF)
+        waits until the request before it was answered.
+        """
+        exchange = self.exchange
+        if exchange is None or not exchange.body_complete or self.settings.tls is not None:
+            # (asyncio's TLS transport closes on the client's close_notify whatever we
+            # answer, and warns if we ask it not to.)
+            return False
+        self._last_request_read = True  # nothing more will come
+        self._close_when_done = True  # the response says Connection: close; then close
+        # A client that closed its socket looks the same as one that half-closed. As Go's
+        # net/http cancels the request's context: an app waiting for more (ASGI receive()
+        # after the body) hears http.disconnect; a response the app sends still goes out.
+        exchange.eof = True
+        exchange._wake_done()
+        return True
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -522,7 +537,7 @@ class HTTP11Protocol(asyncio.Protocol):
         """Wait until the client reads again; drop it after send_timeout."""
         waiter = self.loop.create_future()
         self._drain_waiters.append(waiter)
-        timer = self.loop.call_later(self.settings.send_timeout, self._send_timed_out)
+        timer = self.loop.call_later(self.limits.send_timeout, self._send_timed_out)
         try:
             await waiter
         finally:
@@ -532,7 +547,7 @@ class HTTP11Protocol(asyncio.Protocol):
         log.info(
             "client %s read nothing of its response for %ss; connection dropped",
             self.client,
-            self.settings.send_timeout,
+            self.limits.send_timeout,
         )
         self.transport.abort()
 
@@ -552,19 +567,33 @@ class HTTP11Protocol(asyncio.Protocol):
                 if exchange.disconnected:  # type: ignore[union-attr]
                     return  # refused (max_body_size): the connection is closing
             elif kind is h11.Request:
+                request: h11.Request = event  # type: ignore[assignment]
                 self._cancel_timer()
-                exchange = _Exchange(self, event)  # type: ignore[arg-type]
-                status, reason, upgrade, forwarded = check_head(exchange, event, self.settings)  # type: ignore[arg-type]
-                if status:
-                    self.reject(status, reason)
-                    return
-                if forwarded and self._trusted:
-                    apply_forwarded(exchange, self.settings.proxy)  # type: ignore[arg-type]
-                if self.settings.access is not None:
+                exchange = _Exchange(self, request)
+                check = check_head(
+                    request.method,
+                    request.target,
+                    request.http_version,
+                    exchange.headers,
+                    limits=self.limits,
+                    known_host=self.valid_host,
+                )
+                if check is not PASSED:
+                    if check.status:
+                        self.reject(check.status, check.reason, request)
+                        return
+                    if check.host is not None:
+                        self.valid_host = check.host  # keep-alive requests repeat it
+                    if check.forwarded and self._trusted:
+                        self._apply_forwarded(exchange)
+                if self.settings.observers:
                     exchange.started = time.monotonic()
                     exchange.request_id = request_id(exchange.headers, self._trusted)
+                if request.http_version == b"1.0":
+                    self._http10_keep_alive = keep_http10_alive(conn, exchange.headers)
+                upgrade = check.upgrade
                 if upgrade and exchange.method == "GET" and b"websocket" in upgrade.lower():
-                    self._upgrade_websocket(exchange, event)  # type: ignore[arg-type]
+                    self._upgrade_websocket(exchange, request)
                     return
                 self.exchange = self._dispatch = exchange
             elif kind is h11.EndOfMessage:
@@ -585,6 +614,20 @@ class HTTP11Protocol(asyncio.Protocol):
         if self._dispatch is not None:
             exchange, self._dispatch = self._dispatch, None
             self.settings.bridge.handle(exchange)
+
+    def _apply_forwarded(self, exchange: _Exchange) -> None:
+        """Client, scheme and server as the trusted proxy in front of us reports them."""
+        forwarded = apply_forwarded(
+            exchange.headers,
+            exchange.client,
+            exchange.scheme,
+            self.settings.proxy,  # type: ignore[arg-type]
+        )
+        exchange.client = forwarded.client
+        exchange.scheme = forwarded.scheme
+        if forwarded.server is not None and forwarded.headers is not None:
+            exchange.server = forwarded.server
+            exchange.headers = forwarded.headers
 
     def _upgrade_websocket(self, exchange: _Exchange, request: h11.Request) -> None:
         """Hand the connection to the WebSocket driver (or refuse: WSGI has no WebSockets)."""
@@ -623,42 +666,83 @@ class HTTP11Protocol(asyncio.Protocol):
         self.transport.set_protocol(proto)
         proto.start(exchange.headers, request.target, trailing)
 
-    def reject(self, status: int, reason: str) -> None:
-        """Refuse the request in progress with `status` and close (a limit was broken)."""
-        self._protocol_error(h11.RemoteProtocolError(reason, status))
+    def reject(self, status: int, reason: str, head: h11.Request | None = None) -> None:
+        """Refuse the request in progress with `status` and close (a limit was broken).
 
-    def _protocol_error(self, exc: h11.RemoteProtocolError) -> None:
+        `head`: a request head refused before it became the exchange in progress.
+        """
+        self._protocol_error(h11.RemoteProtocolError(reason, status), head)
+
+    def _protocol_error(
+        self, exc: h11.RemoteProtocolError, head: h11.Request | None = None
+    ) -> None:
         status = exc.error_status_hint
         log.debug("bad request from %s: %s (answering %d)", self.client, exc, status)
         if self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE) and not (
             self.exchange is not None and self.exchange.response_started
         ):
-            body = f"{status} {_REASONS.get(status, b'').decode()}: {exc}\n".encode(
-                "ascii", "replace"
-            )
-            headers = [
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", b"%d" % len(body)),
-                (b"connection", b"close"),
-                (b"date", date_header()),
-            ]
+            headers, body = refusal(status, str(exc))
             try:
                 data = self.conn.send(
                     h11.Response(
-                        status_code=status, headers=headers, reason=_REASONS.get(status, b"")
+                        status_code=status, headers=headers, reason=REASONS.get(status, b"")
                     )
                 )
             except h11.LocalProtocolError:
                 data = b""
             if data:
+                sent = 0
                 try:
                     data += self.conn.send(h11.Data(data=body))
+                    sent = len(body)
                 except h11.LocalProtocolError:
                     pass  # a HEAD request: the head alone
                 self.transport.write(data)
+                if self.settings.observers:
+                    self._observe_refusal(status, sent, head)
         if self.exchange is not None:
             self.exchange.lost()
         self.transport.close()
+
+    def _observe_refusal(self, status: int, sent: int, head: h11.Request | None) -> None:
+        """Tell the observers about a refusal, with what is known of its request within
+        the limits (protocols/observers.py, Rule 3)."""
+        exchange = self.exchange
+        if exchange is not None:  # refused mid-body: its head passed every check
+            record = ResponseRecord(
+                exchange.client,
+                exchange.method,
+                exchange.raw_path,
+                exchange.query_string,
+                exchange.http_version,
+                exchange.headers,
+                status,
+                sent,
+                time.monotonic() - exchange.started,
+                exchange.request_id,
+                True,
+            )
+        elif head is not None and status != 414:  # its line is within limit_request_line
+            path, _, query = head.target.partition(b"?")
+            record = ResponseRecord(
+                self.client,
+                head.method.decode("ascii"),
+                path,
+                query,
+                head.http_version.decode("ascii"),
+                [] if status == 431 else list(head.headers),
+                status,
+                sent,
+                0.0,
+                None,
+                True,
+            )
+        else:  # no head (garbage, too large, too slow) or a line too long to log
+            record = ResponseRecord(
+                self.client, None, b"", b"", "", [], status, sent, 0.0, None, True
+            )
+        for observer in self.settings.observers:
+            observer.response(record)
 
     # -- responses ------------------------------------------------------------------------
     def response(
@@ -676,7 +760,7 @@ class HTTP11Protocol(asyncio.Protocol):
         extra: Headers = [(b"date", date_header())]
         if not has_server and self.settings.server_header:
             extra.append((b"server", b"gunrunner"))
-        if length is not None and not has_length and status not in _HAS_NO_BODY and status >= 200:
+        if length is not None and not has_length and status not in HAS_NO_BODY and status >= 200:
             extra.append((b"content-length", b"%d" % length))
         elif length is None:
             # As h11 frames it: chunked unless the length is known, there is no body,
@@ -685,12 +769,16 @@ class HTTP11Protocol(asyncio.Protocol):
                 (chunked or not has_length)
                 and exchange.http_version == "1.1"
                 and exchange.method != "HEAD"
-                and status not in _HAS_NO_BODY
+                and status not in HAS_NO_BODY
             )
         if self._close_when_done or self.settings.draining or not exchange.body_complete:
             extra.append((b"connection", b"close"))
+        elif exchange.http_version == "1.0" and self._http10_keep_alive:
+            # HTTP/1.0 closes unless the response says keep-alive (RFC 9112 9.3). For a
+            # body of unknown length h11 turns this into "close": the close ends the body.
+            extra.append((b"connection", b"keep-alive"))
         return h11.Response(
-            status_code=status, headers=headers + extra, reason=_REASONS.get(status, b"")
+            status_code=status, headers=headers + extra, reason=REASONS.get(status, b"")
         )
 
     def app_error(self, exchange: _Exchange, exc: Exception, status: int | None) -> None:
@@ -706,7 +794,7 @@ class HTTP11Protocol(asyncio.Protocol):
                 exchange.path,
                 exc,
             )
-            exchange.respond(500, list(_ERROR_HEADERS), _ERROR_BODY)
+            exchange.respond(500, internal_error_headers(), INTERNAL_ERROR)
             return
         log.error(
             "invalid response from the app to %s %s: %s; connection closed",
@@ -741,7 +829,7 @@ class HTTP11Protocol(asyncio.Protocol):
         if self.exchange is None:
             if self.conn.trailing_data[0]:
                 # Part of the next head is here: it gets header_timeout, not keep-alive.
-                self._timer = self.loop.call_later(self.settings.header_timeout, self._head_timeout)
+                self._timer = self.loop.call_later(self.limits.header_timeout, self._head_timeout)
             else:
                 self._arm_idle_timer()
 
@@ -752,7 +840,7 @@ class HTTP11Protocol(asyncio.Protocol):
         pending = self.conn.trailing_data[0]
         if pending[:1] in (b"\r", b"\n"):
             conn = self.conn = h11.Connection(
-                h11.SERVER, max_incomplete_event_size=self.settings.max_incomplete_event_size
+                h11.SERVER, max_incomplete_event_size=self.limits.max_head_size
             )
             rest = skip_blank_lines(pending)
             if rest:  # (receive_data(b"") would mean EOF to h11)
@@ -784,25 +872,29 @@ class HTTP11Protocol(asyncio.Protocol):
     def body_timed_out(self) -> None:
         """The app waited body_timeout for body bytes that did not come."""
         if self.exchange is not None and not self.exchange.body_complete:
-            self.reject(408, f"no request body bytes for {self.settings.body_timeout}s")
+            self.reject(408, f"no request body bytes for {self.limits.body_timeout}s")
 
     def close_when_idle(self) -> None:
-        """Close after the current response; now if the connection is idle between requests.
+        """The worker drains: from now on a response says Connection: close, and the
+        connection closes after it.
 
-        A connection that has not completed its first request (fresh, or with part of a
-        request head received) is left to send it: its client has done nothing wrong,
-        and closing it would lose a request. Its idle timer still bounds the wait.
+        An idle keep-alive connection is not closed now: its client may be sending its
+        next request at this very moment, and would meet the close instead of an answer
+        ("Remote end closed connection without response"). It stays until its keep-alive
+        timer runs out, as it would have without the drain, and a request that comes
+        first is answered. So no close comes earlier than without the drain; the wait is
+        bounded by keepalive_timeout (and the worker's by graceful_timeout). A connection
+        that has not completed its first request is left to send it, bounded by its
+        header timer.
         """
         self._close_when_done = True
-        if self.exchange is None and self._served and not self.conn.trailing_data[0]:
-            self.transport.close()
 
     def _arm_idle_timer(self) -> None:
-        if self._close_when_done and self._served:
-            self.transport.close()
+        if self._last_request_read:
+            self.transport.close()  # the client half-closed: no request can follow
             return
         self._idle = True
-        self._timer = self.loop.call_later(self.settings.keepalive_timeout, self._idle_timeout)
+        self._timer = self.loop.call_later(self.limits.keepalive_timeout, self._idle_timeout)
 
     def _cancel_timer(self) -> None:
         self._idle = False
@@ -821,9 +913,35 @@ class HTTP11Protocol(asyncio.Protocol):
             return
         if self.conn.trailing_data[0]:
             # Part of a head arrived, too slowly (slowloris): say so, then close.
-            self.reject(408, f"request head not complete within {self.settings.header_timeout}s")
+            self.reject(408, f"request head not complete within {self.limits.header_timeout}s")
         else:
             self.transport.close()  # nothing at all: no one to answer
+
+
+def keep_http10_alive(conn: h11.Connection, headers: Headers) -> bool:
+    """Keep an HTTP/1.0 connection alive if its request asks for it; True if it does.
+
+    h11 never keeps HTTP/1.0 alive: a 1.0 request turns its keep-alive flag off
+    (`_keep_alive()` in h11/_connection.py), so our response would get `Connection: close`
+    and the cycle would end in MUST_CLOSE. A fresh h11.Connection per request (as for blank
+    lines) would restart the cycle but not change that head: the flag decides it. So
+    right after h11 parsed a 1.0 head that says keep-alive (and not close), before any body
+    or response event, the flag goes back on; from there h11 runs the cycle as for 1.1 and
+    still ends a body of unknown length with the close (for a 1.0 peer it adds
+    `Connection: close` itself, which turns the flag off again). One private attribute,
+    checked by tests/unit/test_http11_driver.py; without it 1.0 closes, as before.
+    """
+    tokens: set[bytes] = set()
+    for name, value in headers:
+        if name == b"connection":
+            tokens.update(token.strip() for token in value.lower().split(b","))
+    if b"keep-alive" not in tokens or b"close" in tokens:
+        return False
+    state = getattr(conn, "_cstate", None)
+    if getattr(state, "keep_alive", None) is not False:
+        return False  # not the h11 we know: leave it its own way (close)
+    state.keep_alive = True  # type: ignore[union-attr]
+    return True
 
 
 def _host_port(address: Any) -> tuple[str, int] | None:

@@ -5,13 +5,24 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 import time
 from typing import Any
 
 
+def _entered(path: str) -> None:
+    """One "app entered PATH in pid N" line in the server's log (stderr): a test waits for
+    it to know that the request is in the app."""
+    print(f"app entered {path} in pid {os.getpid()}", file=sys.stderr, flush=True)
+
+
 def wsgi_pid(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-    """Answers with the worker's pid; /sleep?s sleeps first."""
+    """Answers with the worker's pid; /sleep?s sleeps first; /sleep-noted?s also logs
+    "app entered /sleep-noted" before it sleeps."""
     if environ["PATH_INFO"] == "/sleep":
+        time.sleep(float(environ.get("QUERY_STRING") or "1"))
+    elif environ["PATH_INFO"] == "/sleep-noted":
+        _entered("/sleep-noted")
         time.sleep(float(environ.get("QUERY_STRING") or "1"))
     body = str(os.getpid()).encode()
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
@@ -23,6 +34,9 @@ async def asgi_pid(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         raise RuntimeError("lifespan not supported")
     if scope["path"] == "/sleep":
+        await asyncio.sleep(float(scope["query_string"] or b"1"))
+    elif scope["path"] == "/sleep-noted":
+        _entered("/sleep-noted")
         await asyncio.sleep(float(scope["query_string"] or b"1"))
     body = str(os.getpid()).encode()
     await send(

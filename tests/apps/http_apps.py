@@ -24,7 +24,19 @@ Send = Callable[[dict[str, Any]], Any]
 
 HELLO = b"hello, world\n"
 # What the apps saw, for GET /state (one worker: every request meets the same dict).
-STATE: dict[str, list[Any]] = {"closed": [], "disconnects": [], "after_response": []}
+STATE: dict[str, list[Any]] = {
+    "closed": [],
+    "disconnects": [],
+    "after_response": [],
+    "waiting": [],  # /longpoll tokens whose app reached receive() after the body
+}
+
+
+def _mark(text: str) -> bytes:
+    """GET /marker?TEXT: one "app marker: TEXT" line in the server's log (stderr), written
+    before the answer; a test waits for it to know that what came before has landed."""
+    print(f"app marker: {text}", file=sys.stderr, flush=True)
+    return b"marked\n"
 
 
 def _query(query_string: str) -> dict[str, str]:
@@ -188,6 +200,10 @@ def wsgi_app(environ: dict[str, Any], start_response: StartResponse) -> Iterable
         time.sleep(float(query.get("s", "1")))
         start_response("200 OK", text)
         return [b"slept\n"]
+    if path == "/marker":
+        body = _mark(environ["QUERY_STRING"])
+        start_response("200 OK", text)
+        return [body]
     shown = _wsgi_environ_view(environ)
     start_response("404 Not Found", as_json)
     return [_json(shown)]
@@ -338,8 +354,11 @@ async def asgi_app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
             await send({"type": "http.response.body", "body": b""})
         digest = hashlib.sha256(b"".join(body)).hexdigest().encode()
         await send(
-            {"type": "http.response.trailers", "headers": [(b"x-digest", digest)],
-             "more_trailers": True}
+            {
+                "type": "http.response.trailers",
+                "headers": [(b"x-digest", digest)],
+                "more_trailers": True,
+            }
         )
         await send({"type": "http.response.trailers", "headers": [(b"x-count", b"%d" % parts)]})
     elif path == "/stream":
@@ -370,6 +389,7 @@ async def asgi_app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
         await _disconnect_watch(query.get("token", "disconnect"), receive, send)
     elif path == "/longpoll":
         await _read_body(receive)
+        STATE["waiting"].append(query.get("token", "longpoll"))
         try:
             message = await asyncio.wait_for(receive(), float(query.get("wait", "5")))
             STATE["disconnects"].append([query.get("token", "longpoll"), message["type"]])
@@ -392,6 +412,8 @@ async def asgi_app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
     elif path == "/sleep":
         await asyncio.sleep(float(query.get("s", "1")))
         await _respond(send, 200, b"slept\n")
+    elif path == "/marker":
+        await _respond(send, 200, _mark(scope["query_string"].decode("latin-1")))
     else:
         await _respond(send, 404, _json(_scope_view(scope)), json_headers)
 

@@ -2,7 +2,8 @@
 
 `app` routes on the path. What a client cannot see on the wire (the disconnect message,
 how far a sender got) goes to files under $WS_RECORD_DIR, named by the query string:
-`/record?name` writes name.json once the app got websocket.disconnect.
+`/record?name` writes name.json once the app got websocket.disconnect. Plain HTTP gets
+"http ok"; `GET /marker?text` also logs "app marker: text" first.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +82,9 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await _lifespan(scope, receive, send)
         return
     if kind == "http":
+        if scope["path"] == "/marker":
+            # One "app marker: QUERY" line in the server's log: what came before is in.
+            print(f"app marker: {_name(scope)}", file=sys.stderr, flush=True)
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"http ok"})
         return

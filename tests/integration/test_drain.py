@@ -9,18 +9,9 @@ import socket
 import pytest
 
 from tests.helpers import running, wait_until
+from tests.helpers.wire import read_by_server, read_until_closed, server_inode
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
-
-
-def read_response(sock: socket.socket) -> bytes:
-    """Read until the server closes the connection."""
-    chunks = []
-    while True:
-        chunk = sock.recv(65536)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
 
 
 @pytest.mark.parametrize("app", ["tests.apps.basic:wsgi_pid", "tests.apps.basic:asgi_pid"])
@@ -43,7 +34,7 @@ def test_queued_connections_are_served_after_term(app: str) -> None:
                 os.kill(pid, signal.SIGCONT)
         for sock in clients:
             with sock:
-                response = read_response(sock)
+                response = read_until_closed(sock, 15)
             assert response.startswith(b"HTTP/1.1 200 "), response
             assert b"connection: close" in response.lower()
         assert server.wait_exit() == 0
@@ -55,16 +46,17 @@ def test_fresh_connection_gets_its_first_request_served_during_drain() -> None:
         idle = socket.create_connection((server.host, server.port), timeout=15)
         busy = socket.create_connection((server.host, server.port), timeout=15)
         busy.sendall(b"GET /sleep?1 HTTP/1.1\r\nHost: x\r\n\r\n")
-        # Both connections are accepted by now: the slow request proves its worker runs.
-        assert wait_until(lambda: "serving" in server.log(), 5)
+        # Both connections are accepted (a worker holds the server's end of each), and the
+        # slow request has been read by its worker.
+        assert wait_until(lambda: server_inode(idle) and read_by_server(busy), 5)
         server.send_signal(signal.SIGTERM)
         server.wait_for("stopping \\(graceful\\)")
         with idle:
             idle.sendall(REQUEST)
-            response = read_response(idle)
+            response = read_until_closed(idle, 15)
         assert response.startswith(b"HTTP/1.1 200 "), response
         with busy:
-            assert read_response(busy).startswith(b"HTTP/1.1 200 ")
+            assert read_until_closed(busy, 15).startswith(b"HTTP/1.1 200 ")
         assert server.wait_exit() == 0
 
 

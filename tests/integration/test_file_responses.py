@@ -11,73 +11,27 @@ import socket
 import ssl
 import struct
 import subprocess
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote
 
-import h11
 import httpx
 import pytest
 import trustme
 
-from tests.helpers import Server, running
+from tests.helpers import Server, running, wait_until
+from tests.helpers.wire import Client, Reply, read_head, read_until_closed
 
 WSGI = "tests.apps.http_apps:wsgi_app"
 ASGI = "tests.apps.http_apps:asgi_app"
 FILE_SIZE = 5 * 1024 * 1024 + 123  # not a multiple of any block size
 
 
-@dataclass
-class Response:
-    status: int
-    headers: dict[bytes, bytes]
-    body: bytes
-    trailers: list[tuple[bytes, bytes]] = field(default_factory=list)
-    chunked: bool = False
-
-
-def exchange(
-    sock: socket.socket,
-    target: str,
-    *,
-    method: str = "GET",
-    headers: list[tuple[str, str]] | None = None,
-    http10: bool = False,
-) -> Response:
-    """Send one request on `sock` and read its response with an h11 client."""
-    if http10:  # h11 only writes HTTP/1.1 requests; an HTTP/1.0 response ends at the close
-        sent = [f"{k}: {v}\r\n" for k, v in [("Host", "x"), *(headers or [])]]
-        sock.sendall(f"{method} {target} HTTP/1.0\r\n{''.join(sent)}\r\n".encode())
-        received = b""
-        while chunk := sock.recv(1 << 20):
-            received += chunk
-        head, _, body = received.partition(b"\r\n\r\n")
-        lines = head.split(b"\r\n")
-        fields = dict(line.lower().split(b": ", 1) for line in lines[1:])
-        return Response(int(lines[0].split()[1]), fields, body)
-    conn = h11.Connection(h11.CLIENT)
-    request = h11.Request(method=method, target=target, headers=[("Host", "x"), *(headers or [])])
-    sock.sendall(conn.send(request) + conn.send(h11.EndOfMessage()))
-    status, head, body, trailers = 0, {}, bytearray(), []
-    while True:
-        event = conn.next_event()
-        if event is h11.NEED_DATA:
-            conn.receive_data(sock.recv(1 << 20))
-            continue
-        if isinstance(event, h11.Response):
-            status = event.status_code
-            head = dict(event.headers)
-        elif isinstance(event, h11.Data):
-            body += event.data
-        elif isinstance(event, h11.EndOfMessage):
-            trailers = list(event.headers)
-            break
-        else:
-            raise AssertionError(f"unexpected {event!r}")
-    chunked = head.get(b"transfer-encoding") == b"chunked"
-    return Response(status, head, bytes(body), trailers, chunked)
+def http10(client: Client, target: str, headers: list[tuple[str, str]] | None = None) -> Reply:
+    """An HTTP/1.0 GET (h11 only writes HTTP/1.1); its response ends at the close."""
+    fields = "".join(f"{k}: {v}\r\n" for k, v in [("Host", "x"), *(headers or [])])
+    client.send(f"GET {target} HTTP/1.0\r\n{fields}\r\n".encode())
+    return client.expect_response()
 
 
 @pytest.fixture(scope="module")
@@ -100,12 +54,13 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[str], ssl.
     return args, context
 
 
-def connect(server: Server, context: ssl.SSLContext | None = None) -> socket.socket:
+def connect(server: Server, context: ssl.SSLContext | None = None) -> Client:
+    """A connection, plain or TLS; responses are read by the h11 client of wire.py."""
     sock = socket.create_connection((server.host, server.port), timeout=20)
     if context is None:
-        return sock
+        return Client(sock)
     try:
-        return context.wrap_socket(sock, server_hostname=server.host)
+        return Client(context.wrap_socket(sock, server_hostname=server.host))
     except BaseException:
         sock.close()
         raise
@@ -132,15 +87,15 @@ def test_file_wrapper_sends_the_whole_file(
     servers: tuple[Server, Server, ssl.SSLContext | None], big_file: Path
 ) -> None:
     wsgi, _, context = servers
-    with connect(wsgi, context) as sock:
-        reply = exchange(sock, f"/file?path={quote(str(big_file))}")
+    with connect(wsgi, context) as client:
+        reply = client.request("GET", f"/file?path={quote(str(big_file))}")
         assert reply.status == 200
         assert reply.chunked  # no Content-Length from the app: chunked framing around it
         assert digest(reply.body) == digest(big_file.read_bytes())
         # The connection is still good for the next request.
-        again = exchange(sock, f"/file?path={quote(str(big_file))}&offset=100&cl=1000")
+        again = client.request("GET", f"/file?path={quote(str(big_file))}&offset=100&cl=1000")
         assert again.body == big_file.read_bytes()[100:1100]
-        assert again.headers[b"content-length"] == b"1000"
+        assert again.header(b"content-length") == b"1000"
 
 
 def test_file_wrapper_from_position_to_end(
@@ -148,8 +103,8 @@ def test_file_wrapper_from_position_to_end(
 ) -> None:
     wsgi, _, context = servers
     offset = FILE_SIZE - 4321
-    with connect(wsgi, context) as sock:
-        reply = exchange(sock, f"/file?path={quote(str(big_file))}&offset={offset}")
+    with connect(wsgi, context) as client:
+        reply = client.request("GET", f"/file?path={quote(str(big_file))}&offset={offset}")
         assert reply.body == big_file.read_bytes()[offset:]
 
 
@@ -158,13 +113,13 @@ def test_file_wrapper_head_and_http10(
 ) -> None:
     wsgi, _, context = servers
     target = f"/file?path={quote(str(big_file))}&cl={FILE_SIZE}"
-    with connect(wsgi, context) as sock:
-        head = exchange(sock, target, method="HEAD")
+    with connect(wsgi, context) as client:
+        head = client.request("HEAD", target)
         assert head.body == b""
-        assert head.headers[b"content-length"] == str(FILE_SIZE).encode()
-        assert exchange(sock, target).body == big_file.read_bytes()
-    with connect(wsgi, context) as sock:  # HTTP/1.0: the close ends the body
-        reply = exchange(sock, f"/file?path={quote(str(big_file))}", http10=True)
+        assert head.header(b"content-length") == str(FILE_SIZE).encode()
+        assert client.request("GET", target).body == big_file.read_bytes()
+    with connect(wsgi, context) as client:  # HTTP/1.0: the close ends the body
+        reply = http10(client, f"/file?path={quote(str(big_file))}")
         assert not reply.chunked
         assert digest(reply.body) == digest(big_file.read_bytes())
 
@@ -173,8 +128,8 @@ def test_file_wrapper_over_a_non_file_is_iterated(
     servers: tuple[Server, Server, ssl.SSLContext | None], big_file: Path
 ) -> None:
     wsgi, _, context = servers
-    with connect(wsgi, context) as sock:
-        reply = exchange(sock, f"/file?path={quote(str(big_file))}&wrap=pipe&offset=7")
+    with connect(wsgi, context) as client:
+        reply = client.request("GET", f"/file?path={quote(str(big_file))}&wrap=pipe&offset=7")
         assert reply.body == big_file.read_bytes()[7:]
 
 
@@ -183,22 +138,17 @@ def test_file_wrapper_content_length_above_the_file_closes(
 ) -> None:
     """The app promised more than the file holds: never a response that looks complete."""
     wsgi, _, context = servers
-    with connect(wsgi, context) as sock:
-        conn = h11.Connection(h11.CLIENT)
+    with connect(wsgi, context) as client:
         target = f"/file?path={quote(str(big_file))}&offset={FILE_SIZE - 10}&cl=50"
-        sock.sendall(
-            conn.send(h11.Request(method="GET", target=target, headers=[("Host", "x")]))
-            + conn.send(h11.EndOfMessage())
-        )
-        received = b""
-        while chunk := sock.recv(65536):
-            received += chunk
+        client.send_head("GET", target)
+        client.send_body(b"")
+        received = read_until_closed(client.sock, 20)  # raw: h11 would refuse the short body
         head, _, body = received.partition(b"\r\n\r\n")
         assert b"content-length: 50" in head.lower()
         assert len(body) == 10  # what the file had; then the connection closed
     wsgi.wait_for("invalid response from the app")
-    with connect(wsgi, context) as sock:
-        assert exchange(sock, "/hello").status == 200
+    with connect(wsgi, context) as client:
+        assert client.request("GET", "/hello").status == 200
 
 
 # -- ASGI pathsend -------------------------------------------------------------------------------
@@ -210,14 +160,14 @@ def test_pathsend_sends_the_file(
 ) -> None:
     _, asgi, context = servers
     target = f"/pathsend?path={quote(str(big_file))}" + ("&cl=1" if with_length else "")
-    with connect(asgi, context) as sock:
-        reply = exchange(sock, target)
+    with connect(asgi, context) as client:
+        reply = client.request("GET", target)
         assert reply.status == 200
         assert reply.chunked is not with_length
         assert digest(reply.body) == digest(big_file.read_bytes())
-        head = exchange(sock, target, method="HEAD")
+        head = client.request("HEAD", target)
         assert head.body == b""
-        assert exchange(sock, "/hello").status == 200
+        assert client.request("GET", "/hello").status == 200
 
 
 def test_pathsend_extension_is_advertised() -> None:
@@ -237,24 +187,25 @@ def test_pathsend_of_a_missing_or_relative_path_is_500(tmp_path: Path) -> None:
         assert httpx.get(f"{server.url}/hello", timeout=10).status_code == 200
 
 
-def test_client_gone_mid_file_leaves_the_worker_serving(
-    big_file: Path, tmp_path: Path
-) -> None:
+def test_client_gone_mid_file_leaves_the_worker_serving(big_file: Path, tmp_path: Path) -> None:
     huge = tmp_path / "huge.bin"
     with open(huge, "wb") as f:  # sparse: large on paper, cheap on disk
         f.truncate(512 * 1024 * 1024)
     for app, target in ((WSGI, "/file"), (ASGI, "/pathsend")):
-        with running(app, "--workers", "1") as server:
-            with connect(server) as sock:
+        with running(app, "--workers", "1", "--log-level", "debug") as server:
+            with connect(server) as client:
                 request = f"GET {target}?path={quote(str(huge))} HTTP/1.1\r\nHost: x\r\n\r\n"
-                sock.sendall(request.encode())
-                assert sock.recv(65536)  # the response started
+                client.send(request.encode())
+                assert client.sock.recv(65536)  # the response started
                 # Close with a reset, as a client that crashed would.
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            time.sleep(0.2)
-            with connect(server) as sock:
-                assert exchange(sock, "/hello").status == 200
-            assert "Traceback" not in server.log()
+                client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            # The bridge saw the client go (DEBUG), in the very place it would have logged
+            # a traceback instead.
+            server.wait_for(f"client went away during GET {target}")
+            with connect(server) as client:
+                assert client.request("GET", "/hello").status == 200
+                assert client.request("GET", "/marker?after-reset").status == 200
+            server.assert_no_errors_before("app marker: after-reset", alarms=("Traceback",))
 
 
 def test_plain_tcp_uses_sendfile(big_file: Path) -> None:
@@ -271,10 +222,10 @@ def test_plain_tcp_uses_sendfile(big_file: Path) -> None:
                 text=True,
             )
             try:
-                if not _attached(trace):
+                if not _attached(trace, server.pid):
                     pytest.skip("strace cannot attach here (ptrace not permitted)")
-                with connect(server) as sock:
-                    reply = exchange(sock, f"{target}?path={quote(str(big_file))}")
+                with connect(server) as client:
+                    reply = client.request("GET", f"{target}?path={quote(str(big_file))}")
                 assert digest(reply.body) == digest(big_file.read_bytes())
             finally:
                 trace.terminate()
@@ -282,9 +233,16 @@ def test_plain_tcp_uses_sendfile(big_file: Path) -> None:
             assert "sendfile(" in err, err[-2000:]
 
 
-def _attached(trace: subprocess.Popen[str]) -> bool:
-    """strace is still running after a moment (it exits at once when it cannot attach)."""
-    time.sleep(0.5)
+def _attached(trace: subprocess.Popen[str], pid: int) -> bool:
+    """strace traces `pid` now (its TracerPid), or has exited because it cannot attach."""
+
+    def tracer() -> int:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("TracerPid:"):
+                return int(line.split()[1])
+        return 0
+
+    assert wait_until(lambda: trace.poll() is not None or tracer() == trace.pid, 10)
     return trace.poll() is None
 
 
@@ -300,40 +258,38 @@ def test_trailers_sent_when_the_client_accepts_them(
 ) -> None:
     _, asgi, context = servers
     body = b"".join(b"part %d\n" % i for i in range(parts))
-    with connect(asgi, context) as sock:
-        reply = exchange(sock, f"/trailers?parts={parts}", headers=TE)
+    with connect(asgi, context) as client:
+        reply = client.request("GET", f"/trailers?parts={parts}", TE)
         assert reply.chunked
         assert reply.body == body
         assert reply.trailers == [
             (b"x-digest", digest(body).encode()),
             (b"x-count", str(parts).encode()),
         ]
-        assert exchange(sock, "/hello").status == 200  # keep-alive survives
+        assert client.request("GET", "/hello").status == 200  # keep-alive survives
 
 
 def test_trailers_dropped_without_te_or_with_content_length(
     servers: tuple[Server, Server, ssl.SSLContext | None],
 ) -> None:
     _, asgi, context = servers
-    with connect(asgi, context) as sock:
-        plain = exchange(sock, "/trailers?parts=2")
+    with connect(asgi, context) as client:
+        plain = client.request("GET", "/trailers?parts=2")
         assert plain.body == b"part 0\npart 1\n" and plain.trailers == []
-        sized = exchange(sock, "/trailers?parts=2&cl=1", headers=TE)
+        sized = client.request("GET", "/trailers?parts=2&cl=1", TE)
         assert not sized.chunked and sized.trailers == []
         assert sized.body == b"part 0\npart 1\n"
-    with connect(asgi, context) as sock:
-        old = exchange(sock, "/trailers?parts=2", headers=TE, http10=True)
+    with connect(asgi, context) as client:
+        old = http10(client, "/trailers?parts=2", TE)
         assert old.body == b"part 0\npart 1\n" and old.trailers == []
 
 
 def test_invalid_trailer_closes_the_connection() -> None:
     """A trailer h11 refuses (a newline in its value): logged, and the connection closed,
     not left hanging with an unfinished chunked body."""
-    with running(ASGI) as server, connect(server) as sock:
-        sock.sendall(b"GET /bad-trailer HTTP/1.1\r\nHost: x\r\nTE: trailers\r\n\r\n")
-        received = b""
-        while chunk := sock.recv(65536):  # the 20 s socket timeout fails a hang
-            received += chunk
+    with running(ASGI) as server, connect(server) as client:
+        client.send(b"GET /bad-trailer HTTP/1.1\r\nHost: x\r\nTE: trailers\r\n\r\n")
+        received = read_until_closed(client.sock, 20)  # raw: the chunked body never ends
         assert b"hello" in received
         assert not received.endswith(b"0\r\n\r\n")
         server.wait_for("invalid response from the app")
@@ -342,13 +298,11 @@ def test_invalid_trailer_closes_the_connection() -> None:
 def test_client_bytes_do_not_cut_a_closing_response() -> None:
     """Connection: close from the app, then the client pipelines another request while
     the body streams: the body still arrives whole, the extra request is ignored."""
-    with running(ASGI) as server, connect(server) as sock:
-        sock.sendall(b"GET /close-stream HTTP/1.1\r\nHost: x\r\n\r\n")
-        time.sleep(0.3)
-        sock.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
-        received = b""
-        while chunk := sock.recv(65536):
-            received += chunk
+    with running(ASGI) as server, connect(server) as client:
+        client.send(b"GET /close-stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        received = read_head(client.sock, 20)  # the body streams now, a chunk every 0.2 s
+        client.send(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        received += read_until_closed(client.sock, 20)  # raw: count the status lines
         assert received.endswith(b"0\r\n\r\n"), received[-80:]
         assert received.count(b"HTTP/1.1 ") == 1
         for i in range(5):

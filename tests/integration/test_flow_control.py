@@ -10,22 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Server, running
+from tests.helpers import Server, running, wait_until
+from tests.helpers.memory import MIB, rss
+from tests.helpers.wire import get, read_by_server
 
 WSGI = "tests.apps.http_apps:wsgi_app"
 ASGI = "tests.apps.http_apps:asgi_app"
 BOTH = pytest.mark.parametrize("app", [WSGI, ASGI], ids=["wsgi", "asgi"])
-MIB = 1024 * 1024
 # Kernel socket buffers on loopback can hold a few MiB each way; the server may buffer
 # about 256 KiB of body and one write of response. Anything past this is a leak.
 BOUND = 24 * MIB
-
-
-def rss(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
 
 
 def push(sock: socket.socket, seconds: float) -> int:
@@ -45,12 +39,8 @@ def push(sock: socket.socket, seconds: float) -> int:
 def warm(server: Server) -> int:
     """RSS after one ordinary request (imports and buffers settled); fails unless the
     request is answered 200."""
-    with socket.create_connection((server.host, server.port), timeout=10) as sock:
-        sock.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    assert answer.startswith(b"HTTP/1.1 200 "), answer[:200]
+    status, body = get(server, "/hello")
+    assert status == 200, body[:200]
     return rss(server.pid)
 
 
@@ -80,7 +70,7 @@ def test_response_to_a_client_that_does_not_read(app: str) -> None:
         with socket.create_connection((server.host, server.port), timeout=10) as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
             sock.sendall(b"GET /stream?n=20000&size=65536 HTTP/1.1\r\nHost: x\r\n\r\n")
-            time.sleep(3.0)
+            time.sleep(3.0)  # the buffers fill (no event says "full"); the app must be held
             grown = rss(server.pid) - before
         assert grown < BOUND, f"worker memory grew {grown / MIB:.1f} MiB"
         assert warm(server) > 0
@@ -89,9 +79,7 @@ def test_response_to_a_client_that_does_not_read(app: str) -> None:
 @pytest.mark.parametrize(
     "target", ["/file?path={big}", "/stream?n=5000&size=65536"], ids=["sendfile", "stream"]
 )
-def test_client_that_never_reads_is_dropped_after_send_timeout(
-    target: str, tmp_path: Path
-) -> None:
+def test_client_that_never_reads_is_dropped_after_send_timeout(target: str, tmp_path: Path) -> None:
     """With one WSGI thread, a client that never reads would hold it forever: after
     --send-timeout the connection is dropped and the thread serves the next client."""
     big = tmp_path / "big.bin"
@@ -103,7 +91,8 @@ def test_client_that_never_reads_is_dropped_after_send_timeout(
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
             path = target.format(big=big)
             sock.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path.encode())
-            time.sleep(0.5)
+            # Read by the worker, so handed to the one thread before the next request is.
+            assert wait_until(lambda: read_by_server(sock), 5)
             started = time.monotonic()
             assert warm(server) > 0  # served: the thread was freed
             assert time.monotonic() - started < 5

@@ -1,17 +1,16 @@
 """HTTP/1.1 behaviour of a real gunrunner server, seen through real clients.
 
 Most cases run against the WSGI and the ASGI app of tests/apps/http_apps.py (they answer
-the same paths alike). Clients: httpx, raw sockets, and an h11 client for exact framing.
+the same paths alike). Clients: httpx, raw sockets, and the h11-framed client of
+tests/helpers/wire.py for exact framing.
 """
 
 from __future__ import annotations
 
 import email.utils
 import hashlib
-import json
 import socket
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -21,6 +20,13 @@ import pytest
 
 from tests.apps.http_apps import HELLO
 from tests.helpers import Server, running, wait_until
+from tests.helpers.wire import (
+    Client,
+    Reply,
+    exchange,
+    parse_responses,
+    read_head,
+)
 
 WSGI = "tests.apps.http_apps:wsgi_app"
 ASGI = "tests.apps.http_apps:asgi_app"
@@ -29,229 +35,6 @@ BOTH = pytest.mark.parametrize("app", [WSGI, ASGI], ids=["wsgi", "asgi"])
 ECHO = {WSGI: "/environ", ASGI: "/scope"}
 ONE = ("--workers", "1")
 TWO = ("--workers", "2")
-
-
-# -- clients -------------------------------------------------------------------------------
-
-
-@dataclass
-class Reply:
-    """A response as an h11 client parsed it."""
-
-    status: int
-    reason: bytes
-    http_version: bytes
-    headers: list[tuple[bytes, bytes]]
-    body: bytes
-
-    def all(self, name: str) -> list[str]:
-        wanted = name.lower().encode()
-        return [v.decode("latin-1") for n, v in self.headers if n == wanted]
-
-    def header(self, name: str) -> str | None:
-        values = self.all(name)
-        assert len(values) <= 1, f"{name} appears {len(values)} times: {values}"
-        return values[0] if values else None
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-class H11Client:
-    """One connection to the server, framed by an h11 client."""
-
-    def __init__(self, server: Server, timeout: float = 10.0) -> None:
-        self.sock = socket.create_connection((server.host, server.port), timeout=timeout)
-        self.conn = h11.Connection(h11.CLIENT)
-        self.host = f"{server.host}:{server.port}"
-
-    @property
-    def local_port(self) -> int:
-        return int(self.sock.getsockname()[1])
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def __enter__(self) -> H11Client:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _request(
-        self, method: str, target: str, headers: list[tuple[str, str]], body: bytes | None
-    ) -> h11.Request:
-        all_headers = [("Host", self.host), *headers]
-        if body is not None and not any(n.lower() == "content-length" for n, _ in headers):
-            all_headers.append(("Content-Length", str(len(body))))
-        return h11.Request(method=method, target=target, headers=all_headers)
-
-    def send_head(
-        self,
-        method: str,
-        target: str,
-        headers: list[tuple[str, str]] | None = None,
-        body: bytes | None = None,
-    ) -> None:
-        self.sock.sendall(self.conn.send(self._request(method, target, headers or [], body)))
-
-    def send_body(self, body: bytes) -> None:
-        data = self.conn.send(h11.Data(data=body)) if body else b""
-        self.sock.sendall(data + self.conn.send(h11.EndOfMessage()))
-
-    def next_event(self) -> Any:
-        while True:
-            event = self.conn.next_event()
-            if event is not h11.NEED_DATA:
-                return event
-            self.conn.receive_data(self.sock.recv(65536))
-
-    def read_response(self) -> Reply:
-        """Events up to the end of the response (100 Continue is skipped)."""
-        head: h11.Response | None = None
-        body: list[bytes] = []
-        while True:
-            event = self.next_event()
-            if isinstance(event, h11.Response):
-                head = event
-            elif isinstance(event, h11.Data):
-                body.append(event.data)
-            elif isinstance(event, h11.EndOfMessage):
-                break
-            elif isinstance(event, h11.ConnectionClosed):
-                raise AssertionError("the server closed the connection before a response")
-        assert head is not None
-        return Reply(
-            head.status_code, head.reason, head.http_version, list(head.headers), b"".join(body)
-        )
-
-    def request(
-        self,
-        method: str,
-        target: str,
-        headers: list[tuple[str, str]] | None = None,
-        body: bytes | None = None,
-    ) -> Reply:
-        """A whole request and its response; the connection is ready for the next one."""
-        self.send_head(method, target, headers, body)
-        self.send_body(body or b"")
-        reply = self.read_response()
-        if self.conn.our_state is h11.DONE and self.conn.their_state is h11.DONE:
-            self.conn.start_next_cycle()
-        return reply
-
-    def expect_response(self, method: str, target: str) -> Reply:
-        """Read the response to a request that was sent by other means (raw bytes)."""
-        self.conn.send(self._request(method, target, [], None))
-        self.conn.send(h11.EndOfMessage())
-        reply = self.read_response()
-        self.conn.start_next_cycle()
-        return reply
-
-    def closed_by_server(self, timeout: float) -> bool:
-        return closed_by_server(self.sock, timeout)
-
-
-def closed_by_server(sock: socket.socket, timeout: float) -> bool:
-    """True when the server closes `sock` (EOF or reset) within `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return False
-        sock.settimeout(remaining)
-        try:
-            if sock.recv(65536) == b"":
-                return True
-        except ConnectionResetError:
-            return True
-        except TimeoutError:
-            return False
-
-
-def read_until_closed(sock: socket.socket, timeout: float = 10.0) -> bytes:
-    """Everything the server sends until it closes; fails if it does not close in time."""
-    deadline = time.monotonic() + timeout
-    chunks = []
-    while True:
-        remaining = deadline - time.monotonic()
-        assert remaining > 0, f"the server did not close the connection; got {chunks!r}"
-        sock.settimeout(remaining)
-        try:
-            chunk = sock.recv(65536)
-        except ConnectionResetError:
-            break
-        except TimeoutError:
-            raise AssertionError(
-                f"the server did not close the connection within {timeout}s; got {chunks!r}"
-            ) from None
-        if not chunk:
-            break
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def read_length_response(sock: socket.socket) -> tuple[bytes, bytes]:
-    """One response framed by Content-Length, read by hand: (head, body)."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        assert chunk, f"closed after {data!r}"
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lengths = [
-        int(line.split(b":", 1)[1])
-        for line in head.split(b"\r\n")
-        if line.lower().startswith(b"content-length:")
-    ]
-    assert len(lengths) == 1, head
-    while len(body) < lengths[0]:
-        chunk = sock.recv(65536)
-        assert chunk, f"closed after {head + body!r}"
-        body += chunk
-    assert len(body) == lengths[0], "more bytes than Content-Length"
-    return head, body
-
-
-def raw_exchange(server: Server, data: bytes, timeout: float = 10.0) -> bytes:
-    """Send raw bytes on a new connection; what came back before the server closed it."""
-    with socket.create_connection((server.host, server.port), timeout=timeout) as sock:
-        sock.sendall(data)
-        return read_until_closed(sock, timeout)
-
-
-def parse_responses(data: bytes, methods: list[str]) -> list[Reply]:
-    """Parse raw response bytes, one response per request method given."""
-    conn = h11.Connection(h11.CLIENT)
-    conn.receive_data(data)
-    conn.receive_data(b"")
-    replies = []
-    for method in methods:
-        conn.send(h11.Request(method=method, target="/", headers=[("Host", "x")]))
-        conn.send(h11.EndOfMessage())
-        head: h11.Response | None = None
-        body = []
-        while True:
-            try:
-                event = conn.next_event()
-            except h11.RemoteProtocolError as exc:
-                raise AssertionError(f"incomplete response: {exc}; got {data!r}") from None
-            assert event is not h11.NEED_DATA, f"incomplete response; got {data!r}"
-            if isinstance(event, h11.Response):
-                head = event
-            elif isinstance(event, h11.Data):
-                body.append(event.data)
-            elif isinstance(event, h11.EndOfMessage):
-                break
-        assert head is not None
-        replies.append(
-            Reply(
-                head.status_code, head.reason, head.http_version, list(head.headers), b"".join(body)
-            )
-        )
-        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
-            conn.start_next_cycle()
-    return replies
 
 
 def seen(app: str, reply: Reply) -> dict[str, Any]:
@@ -316,7 +99,7 @@ def assert_serves(server: Server) -> None:
 @BOTH
 def test_get_has_status_line_date_server_and_length(app: str) -> None:
     """GET: `200 OK`, Date and Server headers, Content-Length added to a one-piece body."""
-    with running(app, *ONE, ready=1) as server, H11Client(server) as client:
+    with running(app, *ONE, ready=1) as server, Client.connect(server) as client:
         reply = client.request("GET", "/hello")
         assert (reply.status, reply.reason, reply.http_version) == (200, b"OK", b"1.1")
         assert reply.body == HELLO
@@ -341,7 +124,7 @@ def test_post_body_reaches_app(app: str) -> None:
 @BOTH
 def test_streamed_response_is_chunked(app: str) -> None:
     """A body the app sends in several pieces goes out chunked on HTTP/1.1, whole."""
-    with running(app, *ONE, ready=1) as server, H11Client(server) as client:
+    with running(app, *ONE, ready=1) as server, Client.connect(server) as client:
         reply = client.request("GET", "/stream?n=4")
         assert reply.status == 200
         assert reply.header("transfer-encoding") == "chunked"
@@ -352,7 +135,7 @@ def test_streamed_response_is_chunked(app: str) -> None:
 
 def test_wsgi_single_chunk_generator_is_streamed() -> None:
     """A WSGI generator's chunk goes out as it is yielded (PEP 3333), so chunked."""
-    with running(WSGI, *ONE, ready=1) as server, H11Client(server) as client:
+    with running(WSGI, *ONE, ready=1) as server, Client.connect(server) as client:
         reply = client.request("GET", "/stream?n=1")
         assert reply.body == b"chunk0\n"
         assert reply.header("transfer-encoding") == "chunked"
@@ -362,7 +145,7 @@ def test_wsgi_single_chunk_generator_is_streamed() -> None:
 @BOTH
 def test_app_server_header_is_not_doubled(app: str) -> None:
     """An app's own Server header replaces ours."""
-    with running(app, *ONE, ready=1) as server, H11Client(server) as client:
+    with running(app, *ONE, ready=1) as server, Client.connect(server) as client:
         reply = client.request("GET", "/server-header")
         assert reply.all("server") == ["custom"]
 
@@ -370,7 +153,7 @@ def test_app_server_header_is_not_doubled(app: str) -> None:
 @BOTH
 def test_204_has_no_body_and_connection_stays_usable(app: str) -> None:
     """204: no Content-Length, no body; the next request on the connection works."""
-    with running(app, *ONE, ready=1) as server, H11Client(server) as client:
+    with running(app, *ONE, ready=1) as server, Client.connect(server) as client:
         reply = client.request("GET", "/status204")
         assert reply.status == 204
         assert reply.body == b""
@@ -399,7 +182,7 @@ def test_get_and_post_with_two_workers(app: str) -> None:
 @BOTH
 def test_keepalive_100_requests_on_one_connection(app: str) -> None:
     """100 requests on one connection, each answered in order."""
-    with running(app, *ONE, ready=1) as server, H11Client(server) as client:
+    with running(app, *ONE, ready=1) as server, Client.connect(server) as client:
         for number in range(100):
             reply = client.request("GET", f"{ECHO[app]}?i={number}")
             assert reply.status == 200
@@ -411,7 +194,7 @@ def test_keepalive_100_requests_on_one_connection(app: str) -> None:
 @BOTH
 def test_keepalive_with_two_workers(app: str) -> None:
     """Two workers: one connection stays with one worker for all its requests."""
-    with running(app, *TWO, ready=2) as server, H11Client(server) as client:
+    with running(app, *TWO, ready=2) as server, Client.connect(server) as client:
         pids = {client.request("GET", "/pid").body for _ in range(20)}
         assert len(pids) == 1
         assert int(pids.pop()) in server.workers()
@@ -420,7 +203,7 @@ def test_keepalive_with_two_workers(app: str) -> None:
 @BOTH
 def test_pipelined_requests_answered_in_order(app: str) -> None:
     """Three requests in one send (one with a body) get three responses in order."""
-    with running(app, *ONE, ready=1) as server, H11Client(server) as client:
+    with running(app, *ONE, ready=1) as server, Client.connect(server) as client:
         host = client.host.encode()
         path = ECHO[app].encode()
         data = (
@@ -428,8 +211,8 @@ def test_pipelined_requests_answered_in_order(app: str) -> None:
             + b"POST %s?i=1 HTTP/1.1\r\nHost: %s\r\nContent-Length: 5\r\n\r\nhello" % (path, host)
             + b"GET %s?i=2 HTTP/1.1\r\nHost: %s\r\n\r\n" % (path, host)
         )
-        client.sock.sendall(data)
-        replies = [client.expect_response("GET", ECHO[app]) for _ in range(3)]
+        client.send(data)
+        replies = [client.expect_response("GET") for _ in range(3)]
         requests = [seen(app, reply) for reply in replies]
         assert [r["query"] for r in requests] == ["i=0", "i=1", "i=2"]
         assert [r["method"] for r in requests] == ["GET", "POST", "GET"]
@@ -439,23 +222,23 @@ def test_pipelined_requests_answered_in_order(app: str) -> None:
 @BOTH
 def test_connection_close_from_client(app: str) -> None:
     """A request with Connection: close is answered, then the server closes."""
-    with running(app, *ONE, ready=1) as server, H11Client(server) as client:
+    with running(app, *ONE, ready=1) as server, Client.connect(server) as client:
         reply = client.request("GET", "/hello", [("Connection", "close")])
         assert reply.body == HELLO
         assert reply.header("connection") == "close"
-        assert client.closed_by_server(5)
+        assert client.closed_within(5)
 
 
 @BOTH
 def test_early_response_to_unfinished_upload_closes(app: str) -> None:
     """An answer before the body is all sent carries Connection: close, and the server closes."""
-    with running(app, *ONE, ready=1) as server, H11Client(server) as client:
+    with running(app, *ONE, ready=1) as server, Client.connect(server) as client:
         client.send_head("POST", "/noread", [("Content-Length", str(5 * 1024 * 1024))])
-        client.sock.sendall(b"x" * 100_000)
-        reply = client.read_response()
+        client.send(b"x" * 100_000)
+        reply = client.expect_response()
         assert (reply.status, reply.body) == (200, b"did not read\n")
         assert reply.header("connection") == "close"
-        assert client.closed_by_server(5)
+        assert client.closed_within(5)
         assert_serves(server)
 
 
@@ -463,15 +246,14 @@ def test_early_response_to_unfinished_upload_closes(app: str) -> None:
 def test_large_streamed_response_to_slow_reader(app: str) -> None:
     """About 20 MB streamed to a client that waits before reading arrives whole and in order."""
     count, size = 300, 65536
-    with running(app, *ONE, ready=1) as server, H11Client(server, timeout=30) as client:
+    with running(app, *ONE, ready=1) as server, Client.connect(server, timeout=30) as client:
         client.send_head("GET", f"/stream?n={count}&size={size}")
         client.send_body(b"")
         time.sleep(0.5)  # let the socket buffers fill: the server must wait, not drop
-        reply = client.read_response()
+        reply = client.expect_response()
         assert len(reply.body) == count * size
         expected = b"".join(bytes([65 + i % 26]) * size for i in range(count))
         assert reply.body == expected
-        client.conn.start_next_cycle()
         assert client.request("GET", "/hello").body == HELLO
 
 
@@ -480,7 +262,7 @@ def test_slow_request_outlives_keepalive_timeout(app: str) -> None:
     """--keepalive-timeout 1 limits idle time only: a 1.5 s request is answered."""
     with (
         running(app, *ONE, "--keepalive-timeout", "1", ready=1) as server,
-        H11Client(server) as client,
+        Client.connect(server) as client,
     ):
         assert client.request("GET", "/sleep?s=1.5").body == b"slept\n"
         assert client.request("GET", "/hello").body == HELLO
@@ -493,11 +275,11 @@ def test_slow_request_outlives_keepalive_timeout(app: str) -> None:
 def test_http10_answered_then_closed(app: str) -> None:
     """An HTTP/1.0 request gets its response, then the server closes the connection."""
     with running(app, *ONE, ready=1) as server:
-        data = raw_exchange(server, b"GET /hello HTTP/1.0\r\n\r\n")
+        data = exchange(server, b"GET /hello HTTP/1.0\r\n\r\n")
         (reply,) = parse_responses(data, ["GET"])
         assert reply.status == 200
         assert reply.body == HELLO
-        data = raw_exchange(server, b"GET %s HTTP/1.0\r\n\r\n" % ECHO[app].encode())
+        data = exchange(server, b"GET %s HTTP/1.0\r\n\r\n" % ECHO[app].encode())
         assert seen(app, parse_responses(data, ["GET"])[0])["protocol"] == "HTTP/1.0"
 
 
@@ -505,7 +287,7 @@ def test_http10_answered_then_closed(app: str) -> None:
 def test_http10_streamed_response_is_not_chunked(app: str) -> None:
     """HTTP/1.0 cannot take chunked: a streamed body ends with the connection."""
     with running(app, *ONE, ready=1) as server:
-        data = raw_exchange(server, b"GET /stream?n=3 HTTP/1.0\r\n\r\n")
+        data = exchange(server, b"GET /stream?n=3 HTTP/1.0\r\n\r\n")
         head, _, body = data.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200 OK\r\n")
         assert b"transfer-encoding" not in head.lower()
@@ -516,20 +298,19 @@ def test_http10_streamed_response_is_not_chunked(app: str) -> None:
 def test_http10_keepalive_request_is_consistent(app: str) -> None:
     """HTTP/1.0 with keep-alive: either kept open and reusable, or announced closed and closed."""
     request = b"GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
-    with (
-        running(app, *ONE, ready=1) as server,
-        socket.create_connection((server.host, server.port), timeout=10) as sock,
-    ):
-        sock.sendall(request)
-        head, body = read_length_response(sock)
-        assert head.startswith(b"HTTP/1.1 200 OK\r\n")
-        assert body == HELLO
-        if b"\r\nconnection: close" in head.lower():
-            assert closed_by_server(sock, 5)
+    with running(app, *ONE, ready=1) as server, Client.connect(server) as client:
+        client.send(request)
+        reply = client.expect_response()
+        assert (reply.http_version, reply.status, reply.reason) == (b"1.1", 200, b"OK")
+        assert reply.header("content-length") is not None  # framed by length, not the close
+        assert reply.body == HELLO
+        if reply.closes:
+            assert client.closed_within(5)
         else:
-            sock.sendall(request)
-            head, body = read_length_response(sock)
-            assert (head[:15], body) == (b"HTTP/1.1 200 OK", HELLO)
+            client.send(request)
+            again = client.expect_response()
+            assert (again.http_version, again.status, again.reason) == (b"1.1", 200, b"OK")
+            assert again.body == HELLO
 
 
 # -- HEAD ----------------------------------------------------------------------------------
@@ -538,7 +319,7 @@ def test_http10_keepalive_request_is_consistent(app: str) -> None:
 @BOTH
 def test_head_has_no_body_and_get_headers(app: str) -> None:
     """HEAD: GET's Content-Length (or chunked framing) and no body bytes."""
-    with running(app, *ONE, ready=1) as server, H11Client(server) as client:
+    with running(app, *ONE, ready=1) as server, Client.connect(server) as client:
         get = client.request("GET", "/hello")
         head = client.request("HEAD", "/hello")
         assert head.status == 200
@@ -623,7 +404,7 @@ def test_wsgi_chunked_body_environ() -> None:
 @BOTH
 def test_100_continue_sent_when_app_reads_body(app: str) -> None:
     """Expect: 100-continue: `100 Continue` comes once the app reads; then the response."""
-    with running(app, *ONE, ready=1) as server, H11Client(server) as client:
+    with running(app, *ONE, ready=1) as server, Client.connect(server) as client:
         client.send_head(
             "POST", "/read", [("Expect", "100-continue"), ("Content-Length", "5")], b"hello"
         )
@@ -631,7 +412,7 @@ def test_100_continue_sent_when_app_reads_body(app: str) -> None:
         assert isinstance(interim, h11.InformationalResponse), interim
         assert interim.status_code == 100
         client.send_body(b"hello")
-        reply = client.read_response()
+        reply = client.expect_response()
         assert reply.status == 200
         assert reply.json()["len"] == 5
 
@@ -644,11 +425,7 @@ def test_100_continue_status_line() -> None:
                 b"POST /read HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
                 b"Content-Length: 5\r\n\r\n"
             )
-            interim = b""
-            while b"\r\n\r\n" not in interim:
-                chunk = sock.recv(65536)
-                assert chunk, interim
-                interim += chunk
+            interim = read_head(sock, timeout=10)
             sock.sendall(b"hello")
         assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
 
@@ -656,7 +433,7 @@ def test_100_continue_status_line() -> None:
 @BOTH
 def test_no_100_continue_when_app_answers_without_reading(app: str) -> None:
     """Expect: 100-continue and an app that does not read: no 100, the response, a close."""
-    with running(app, *ONE, ready=1) as server, H11Client(server) as client:
+    with running(app, *ONE, ready=1) as server, Client.connect(server) as client:
         client.send_head(
             "POST", "/noread", [("Expect", "100-continue"), ("Content-Length", "5")], b"hello"
         )
@@ -667,7 +444,7 @@ def test_no_100_continue_when_app_answers_without_reading(app: str) -> None:
         assert (b"connection", b"close") in list(first.headers)
         while not isinstance(client.next_event(), h11.EndOfMessage):
             pass
-        assert client.closed_by_server(5)
+        assert client.closed_within(5)
 
 
 # -- WSGI environ --------------------------------------------------------------------------
@@ -675,7 +452,7 @@ def test_no_100_continue_when_app_answers_without_reading(app: str) -> None:
 
 def test_wsgi_environ() -> None:
     """WSGI environ: CGI keys, decoded PATH_INFO, raw QUERY_STRING, merged and dropped headers."""
-    with running(WSGI, *ONE, ready=1) as server, H11Client(server) as client:
+    with running(WSGI, *ONE, ready=1) as server, Client.connect(server) as client:
         headers = [
             ("Content-Type", "text/plain; charset=latin-1"),
             ("X-Multi", "a"),
@@ -754,7 +531,7 @@ def test_wsgi_validator_app() -> None:
 
 def test_wsgi_write_callable() -> None:
     """The write() callable from start_response sends body before the returned iterable."""
-    with running(WSGI, *ONE, ready=1) as server, H11Client(server) as client:
+    with running(WSGI, *ONE, ready=1) as server, Client.connect(server) as client:
         reply = client.request("GET", "/write")
         assert reply.status == 200
         assert reply.body == b"part1,part2,part3"
@@ -788,7 +565,7 @@ def test_wsgi_iterable_close_always_called() -> None:
 
 def test_asgi_scope() -> None:
     """ASGI scope: versions, method, decoded path, raw_path and query bytes, headers, peers."""
-    with running(ASGI, *ONE, ready=1) as server, H11Client(server) as client:
+    with running(ASGI, *ONE, ready=1) as server, Client.connect(server) as client:
         reply = client.request("GET", "/p/caf%C3%A9/a%20b?q=%20a&x", [("X-Mixed-Case", "Value")])
         assert reply.status == 404  # an unknown path: the app answers with its scope
         scope = reply.json()
@@ -832,7 +609,8 @@ def test_asgi_disconnect_while_waiting() -> None:
     with running(ASGI, *ONE, ready=1) as server:
         with socket.create_connection((server.host, server.port), timeout=10) as sock:
             sock.sendall(b"GET /longpoll?token=closed&wait=4 HTTP/1.1\r\nHost: x\r\n\r\n")
-            time.sleep(0.2)  # the app is waiting in receive()
+            # The app has read the body and is about to wait in receive().
+            assert wait_until(lambda: state_of(server)["waiting"] == ["closed"], timeout=5)
         assert wait_until(lambda: state_of(server)["disconnects"], timeout=6)
         assert state_of(server)["disconnects"] == [["closed", "http.disconnect"]]
 
@@ -936,7 +714,7 @@ def test_exception_before_response_is_500(app: str) -> None:
 @BOTH
 def test_exception_mid_stream_drops_connection(app: str) -> None:
     """An app exception after the response started: the chunked body is never completed."""
-    with running(app, *ONE, ready=1) as server, H11Client(server) as client:
+    with running(app, *ONE, ready=1) as server, Client.connect(server) as client:
         client.send_head("GET", "/error-streaming")
         client.send_body(b"")
         head = client.next_event()
@@ -969,7 +747,7 @@ def test_app_without_response_is_500(app: str, path: str) -> None:
 def test_garbage_request_is_400(app: str) -> None:
     """A malformed request: 400, connection closed, the next connection served."""
     with running(app, *ONE, ready=1) as server:
-        data = raw_exchange(server, b"GARBAGE\r\n\r\n")
+        data = exchange(server, b"GARBAGE\r\n\r\n")
         assert data.startswith(b"HTTP/1.1 400 Bad Request\r\n")
         assert_serves(server)
 
@@ -983,7 +761,7 @@ def test_oversized_head_is_431(app: str, complete: bool) -> None:
     )
     assert len(head) > 16 * 1024
     with running(app, *ONE, ready=1) as server:
-        data = raw_exchange(server, head + (b"\r\n" if complete else b""), timeout=3)
+        data = exchange(server, head + (b"\r\n" if complete else b""), timeout=3)
         assert data.startswith(b"HTTP/1.1 431 "), data[:200]
         assert_serves(server)
 
@@ -992,7 +770,7 @@ def test_oversized_head_is_431(app: str, complete: bool) -> None:
 def test_bad_content_length_from_app(app: str) -> None:
     """The app declares Content-Length 10 and sends 5: close, error logged, worker serves on."""
     with running(app, *ONE, ready=1) as server:
-        data = raw_exchange(server, b"GET /bad-length HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = exchange(server, b"GET /bad-length HTTP/1.1\r\nHost: x\r\n\r\n")
         with pytest.raises(AssertionError, match="incomplete response"):
             parse_responses(data, ["GET"])
         assert_serves(server)
@@ -1004,19 +782,18 @@ def test_idle_keepalive_connection_closed(app: str) -> None:
     """Idle after a response: keepalive_timeout; before or during a head: header_timeout."""
     args = ("--keepalive-timeout", "1", "--header-timeout", "1.5")
     with running(app, *ONE, *args, ready=1) as server:
-        with H11Client(server) as client:
+        with Client.connect(server) as client:
             assert client.request("GET", "/hello").status == 200
             started = time.monotonic()
-            assert client.closed_by_server(3)
+            assert client.closed_within(3)
             assert time.monotonic() - started > 0.5
-        with socket.create_connection((server.host, server.port), timeout=10) as sock:
+        with Client.connect(server) as client:
             started = time.monotonic()
-            assert closed_by_server(sock, 4)  # never sent a byte: closed, nothing said
+            assert client.closed_within(4)  # never sent a byte: closed, nothing said
             assert time.monotonic() - started > 1.0
-        with socket.create_connection((server.host, server.port), timeout=10) as sock:
-            sock.sendall(b"GET /hello HTTP/1.1\r\n")  # a head that never ends (slowloris)
-            sock.settimeout(4)
-            reply = sock.recv(65536)
-            assert reply.startswith(b"HTTP/1.1 408 "), reply
-            assert closed_by_server(sock, 3)
+        with Client.connect(server) as client:
+            client.send(b"GET /hello HTTP/1.1\r\n")  # a head that never ends (slowloris)
+            reply = client.response(within=4)
+            assert reply is not None and reply.status == 408, reply
+            assert client.closed_within(3)
         assert_serves(server)

@@ -2,7 +2,7 @@
 
 Workers and listeners, respawn after SIGKILL, fork failures, boot failures, the arbiter's
 death, the heartbeat and the pidfile. Signal handling (TERM, HUP, TTIN, ...) is in
-test_signals.py, which reuses the helpers defined here.
+test_signals.py; the helpers both use are in tests/helpers/.
 """
 
 from __future__ import annotations
@@ -29,133 +29,23 @@ from tests.helpers import (
     LISTENING,
     REPO,
     Server,
+    age,
+    assert_gone,
+    listen_inodes,
     process_state,
     running,
     start,
+    wait_ready,
     wait_until,
+    wait_workers,
+)
+from tests.helpers.wire import (
+    answering_pids,
+    get,  # noqa: F401  (test_reload.py imports it from here)
+    read_response,
 )
 
-# -- helpers (test_signals.py imports these) --------------------------------------------
-
-
-def get(server: Server, path: str = "/", timeout: float = 10.0) -> tuple[int, bytes]:
-    """One GET on a fresh connection (Connection: close): (status, body)."""
-    request = f"GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n".encode()
-    with socket.create_connection((server.host, server.port), timeout=timeout) as sock:
-        sock.sendall(request)
-        return read_response(sock)
-
-
-def read_response(sock: socket.socket) -> tuple[int, bytes]:
-    """Read a whole HTTP/1.1 response up to the server's close: (status, body)."""
-    chunks = []
-    while True:
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        chunks.append(chunk)
-    data = b"".join(chunks)
-    head, _, body = data.partition(b"\r\n\r\n")
-    if not head.startswith(b"HTTP/1.1 "):
-        raise AssertionError(f"not an HTTP response: {data[:200]!r}")
-    status = int(head.split(b" ", 2)[1])
-    if b"transfer-encoding: chunked" in head.lower():
-        body = dechunk(body)
-    return status, body
-
-
-def dechunk(body: bytes) -> bytes:
-    out = b""
-    while body:
-        size_line, _, body = body.partition(b"\r\n")
-        size = int(size_line.split(b";")[0], 16)
-        if size == 0:
-            break
-        out += body[:size]
-        body = body[size + 2 :]
-    return out
-
-
-def get_pid(server: Server, path: str = "/", timeout: float = 10.0) -> int:
-    """The pid of the process that answered a GET on a fresh connection."""
-    status, body = get(server, path, timeout)
-    assert status == 200, body
-    return int(body)
-
-
-def answering_pids(
-    server: Server, expected: int, attempts: int = 400, timeout: float = 10.0
-) -> set[int]:
-    """Pids seen over up to `attempts` fresh connections; stops once `expected` are seen."""
-    seen: set[int] = set()
-    for _ in range(attempts):
-        seen.add(get_pid(server, timeout=timeout))
-        if len(seen) >= expected:
-            break
-    return seen
-
-
-def listen_inodes(port: int) -> set[str]:
-    """Inodes of the LISTEN sockets on `port` (/proc/net/tcp and tcp6)."""
-    inodes: set[str] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError):
-            for line in Path(table).read_text().splitlines()[1:]:
-                fields = line.split()
-                local, state, inode = fields[1], fields[3], fields[9]
-                if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
-                    inodes.add(inode)
-    return inodes
-
-
-def wait_workers(server: Server, count: int, timeout: float = 15.0) -> list[int]:
-    """Wait until the arbiter has exactly `count` children; return them."""
-    assert wait_until(lambda: len(server.workers()) == count, timeout), (
-        f"expected {count} workers, have {server.workers()}\n{server.log()}"
-    )
-    return server.workers()
-
-
-def wait_ready(server: Server, pid: int, timeout: float = 15.0) -> int:
-    """Wait for the arbiter's "worker PID (slot K) ready" line; return K."""
-    match = server.wait_for(rf"worker {pid} \(slot (\d+)\) ready", timeout)
-    return int(match.group(1))
-
-
-def age(pid: int) -> float:
-    """Seconds since `pid` started (from /proc)."""
-    start_ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
-    uptime = float(Path("/proc/uptime").read_text().split()[0])
-    return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
-
-
-def assert_gone(pid: int, timeout: float = 5.0) -> None:
-    """`pid` is neither running nor a zombie within `timeout`."""
-    assert wait_until(lambda: process_state(pid) is None, timeout), (
-        f"process {pid} still there: state {process_state(pid)}"
-    )
-
-
-def start_with_log_file(log_file: Path, *args: str, ready: int | None = None) -> Server:
-    """start() with --log-file: the listening line is read from that file."""
-    server = start(*args, "--log-file", str(log_file), wait=False)
-    captured = server.log_path
-    server.log_path = log_file
-    try:
-        wait_until(log_file.exists, 15.0)
-        match = server.wait_for(LISTENING.pattern)
-        server.host = match.group(1).strip("[]")
-        server.port = int(match.group(2))
-        if ready is not None:
-            server.wait_for(rf"all {ready} workers ready")
-            server.workers()
-    except BaseException:
-        server.stop(signal.SIGKILL)
-        raise
-    finally:
-        with contextlib.suppress(OSError):
-            captured.unlink()
-    return server
+# -- helpers ---------------------------------------------------------------------------
 
 
 @dataclass

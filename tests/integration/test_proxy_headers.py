@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.helpers import Server, running
-from tests.integration.test_limits import exchange
+from tests.helpers.wire import exchange
 
 
 def _echo(server: Server, headers: str) -> dict[str, object]:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Server, wait_until
-from tests.integration.test_process import assert_gone, get_pid, read_response
+from tests.helpers import Server, assert_gone, wait_until
+from tests.helpers.wire import get_pid, read_response, send_request
 from tests.integration.test_reload import (
     ENV,
     SLOW_IMPORT,
@@ -25,7 +25,6 @@ from tests.integration.test_reload import (
     save,
     serving,
 )
-from tests.integration.test_signals import send_request
 
 APPS = ["tests.apps.basic:wsgi_pid", "tests.apps.basic:asgi_pid"]
 FAILED = r"the new workers failed to boot; the running workers keep serving the previous code:\n"
@@ -66,9 +65,9 @@ def test_hup_finishes_the_request_in_flight_and_never_stops_serving(app: str) ->
     with serving(app, "--workers", "2", ready=2) as server:
         old = children(server)
         assert len(old) == 2
-        slow = send_request(server, "/sleep?2")
+        slow = send_request(server, "/sleep-noted?2")
         with slow:
-            time.sleep(0.3)  # the request is in the app now
+            server.wait_for("app entered /sleep-noted")  # the request is in the app now
             clients = Clients(server)
             clients.start()
             try:
@@ -96,14 +95,22 @@ def test_clients_connecting_through_ten_hups_all_get_a_response(app: str) -> Non
     """Three clients on fresh connections through 10 HUP restarts: every request gets a 200."""
     with serving(app, "--workers", "2", ready=2) as server:
         clients = [Clients(server) for _ in range(3)]
+
+        def traffic(count: int = 10) -> None:
+            """Wait until the clients got `count` more answers (or errors)."""
+            start = sum(len(c.pids) + len(c.errors) for c in clients)
+            assert wait_until(
+                lambda: sum(len(c.pids) + len(c.errors) for c in clients) >= start + count, 5.0
+            )
+
         for client in clients:
             client.start()
         try:
             for restart in range(1, 11):
-                time.sleep(0.2)
+                traffic()  # clients come between the restarts, not only during them
                 server.send_signal(signal.SIGHUP)
                 server.wait_for(r"restart complete: 2 workers serving", count=restart)
-            time.sleep(0.2)
+            traffic()
         finally:
             for client in clients:
                 client.finish()
@@ -111,7 +118,8 @@ def test_clients_connecting_through_ten_hups_all_get_a_response(app: str) -> Non
         served = sum(len(client.pids) for client in clients)
         assert served > 100, server.log()
         assert not errors, f"{len(errors)} of {served + len(errors)} requests failed: {errors[:5]}"
-        assert len(children(server)) == 2
+        # The last replaced workers finish draining (no request in flight: at once).
+        assert wait_until(lambda: len(children(server)) == 2, 10.0), children(server)
         assert server.stop() == 0, server.log()
 
 

@@ -12,26 +12,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Server, process_state, running, wait_until
-from tests.integration.test_process import (
-    answering_pids,
+from tests.helpers import (
+    Server,
     assert_gone,
-    get_pid,
     listen_inodes,
-    read_response,
+    process_state,
+    running,
     start_with_log_file,
     wait_ready,
+    wait_until,
     wait_workers,
 )
+from tests.helpers.wire import answering_pids, get_pid, read_response, send_request
 
 APPS = ["tests.apps.basic:wsgi_pid", "tests.apps.basic:asgi_pid"]
-
-
-def send_request(server: Server, path: str) -> socket.socket:
-    """Connect and send a GET (Connection: close); the caller reads the answer."""
-    sock = socket.create_connection((server.host, server.port), timeout=15)
-    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n".encode())
-    return sock
 
 
 def refused(server: Server) -> bool:
@@ -52,9 +46,9 @@ def test_term_finishes_the_request_in_flight_then_exits_0(app: str, workers: str
     """SIGTERM during a 2 s request: it completes with 200, exit 0, then connections fail."""
     with running(app, "--workers", workers, ready=int(workers)) as server:
         serving = set(server.workers()) or {server.pid}
-        sock = send_request(server, "/sleep?2")
+        sock = send_request(server, "/sleep-noted?2")
         with sock:
-            time.sleep(0.3)  # let the request reach the app
+            server.wait_for("app entered /sleep-noted")  # the request is in the app
             sent_term = time.monotonic()
             server.send_signal(signal.SIGTERM)
             status, body = read_response(sock)
@@ -69,9 +63,9 @@ def test_term_finishes_the_request_in_flight_then_exits_0(app: str, workers: str
 def test_term_refuses_new_clients_while_draining(app: str) -> None:
     """After SIGTERM, while a request is still running, new connections are refused."""
     with running(app, "--workers", "2", ready=2) as server:
-        sock = send_request(server, "/sleep?3")
+        sock = send_request(server, "/sleep-noted?3")
         with sock:
-            time.sleep(0.3)
+            server.wait_for("app entered /sleep-noted")
             server.send_signal(signal.SIGTERM)
             assert wait_until(lambda: refused(server), 2.0), server.log()
             assert server.proc.poll() is None  # still draining the slow request
@@ -89,9 +83,9 @@ def test_term_refuses_new_clients_while_draining(app: str) -> None:
 def test_int_and_quit_stop_fast_with_exit_0(app: str, workers: str, sig: int) -> None:
     """SIGINT/SIGQUIT: exit 0 at once, a 10 s request in flight is cut, nothing left."""
     with running(app, "--workers", workers, ready=int(workers)) as server:
-        sock = send_request(server, "/sleep?10")
+        sock = send_request(server, "/sleep-noted?10")
         with sock:
-            time.sleep(0.3)
+            server.wait_for("app entered /sleep-noted")
             sent = time.monotonic()
             server.send_signal(sig)
             assert server.wait_exit(10) == 0, server.log()
@@ -117,9 +111,9 @@ def test_int_during_graceful_stop_exits_now_and_removes_the_pidfile(
         str(pidfile),
         ready=int(workers),
     ) as server:
-        sock = send_request(server, "/sleep?10")
+        sock = send_request(server, "/sleep-noted?10")
         with sock:
-            time.sleep(0.3)
+            server.wait_for("app entered /sleep-noted")
             server.send_signal(signal.SIGTERM)
             server.wait_for(r"stopping \(graceful\)")
             sent = time.monotonic()

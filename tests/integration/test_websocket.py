@@ -42,6 +42,8 @@ from wsproto.events import (
 from wsproto.extensions import PerMessageDeflate
 
 from tests.helpers import Server, running, wait_until
+from tests.helpers.memory import peak_rss, rss
+from tests.helpers.wire import get, wait_read
 
 APP = "tests.apps.ws_apps:app"
 WSGI = "tests.apps.basic:wsgi_pid"
@@ -96,18 +98,6 @@ def read_record(record_dir: Path, name: str, timeout: float = 10.0) -> Any:
     path = record_dir / f"{name}.json"
     assert wait_until(path.exists, timeout), f"the app wrote no record {name!r}"
     return json.loads(path.read_text())
-
-
-def status_value(pid: int, key: str) -> int:
-    """A kB value of /proc/<pid>/status (VmRSS, VmHWM) in bytes."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError(f"{key} not in /proc/{pid}/status")
-
-
-def rss(pid: int) -> int:
-    return status_value(pid, "VmRSS")
 
 
 def frame(
@@ -384,12 +374,17 @@ def test_client_ping_answered_with_pong() -> None:
     """A client ping is answered with a pong carrying the same payload."""
     with running(APP, *ONE, ready=1) as server:
 
-        async def main() -> float:
+        async def main() -> tuple[float, str]:
             async with ws_connect(server, "/echo") as ws:
+                # The waiter is only resolved by a pong that carries our payload.
                 waiter = await ws.ping(b"are you there")
-                return await asyncio.wait_for(waiter, 10)
+                latency = await asyncio.wait_for(waiter, 10)
+                await ws.send("after the ping")
+                return latency, await asyncio.wait_for(ws.recv(), 10)
 
-        assert run(main()) >= 0
+        latency, echoed = run(main())
+        assert isinstance(latency, float)
+        assert echoed == "after the ping"  # the connection serves on after the ping
         with RawWS(server) as client:
             client.handshake()
             client.send(Ping(payload=b"raw ping"))
@@ -510,19 +505,22 @@ def test_client_close_answered_and_tcp_closed() -> None:
         assert client.wait_eof(timeout=5) < 2
 
 
-def test_ping_during_closing_handshake_is_harmless() -> None:
+def test_ping_during_closing_handshake_is_harmless(record_dir: Path) -> None:
     """A ping that crosses the server's close frame is no server error; the close completes."""
-    with running(APP, *ONE, ready=1) as server, RawWS(server, "/app-close") as client:
+    env = env_for(record_dir)
+    with running(APP, *ONE, env=env, ready=1) as server, RawWS(server, "/app-close?late") as client:
         client.handshake()
         assert client.next_message() == "closing soon"
         close = client.expect_close()
         client.send_raw(frame(0x9, b"late ping"))
-        time.sleep(0.2)
+        wait_read(client.sock)  # the ping is read on its own, before the close frame
         client.send(close.response())
         client.wait_eof(timeout=5)
-        time.sleep(0.2)
-        log = server.log()
-        assert "Traceback" not in log and "Fatal error" not in log, log
+        assert read_record(record_dir, "late")["code"] == 4001  # the app has finished
+        assert get(server, "/marker?after-close")[0] == 200
+        server.assert_no_errors_before(
+            "app marker: after-close", alarms=("Traceback", "Fatal error")
+        )
 
 
 # -- handshake: subprotocols, headers, denial ----------------------------------------------
@@ -813,7 +811,7 @@ def test_compressed_message_over_limit_does_not_inflate_whole() -> None:
         client.send_raw(frame(0x2, payload, rsv1=True))
         close = client.expect_close()
         assert close.code == 1009
-        peak = status_value(server.pid, "VmHWM")
+        peak = peak_rss(server.pid)
         assert peak - base < 16 * MiB, f"worker peak RSS grew by {(peak - base) // MiB} MiB"
 
 
@@ -932,7 +930,7 @@ def test_backpressure_fast_sender_slow_app(record_dir: Path) -> None:
             async with ws_connect(
                 server, "/slow-reader?slow", compression=None, close_timeout=1
             ) as ws:
-                await asyncio.sleep(0.3)
+                await asyncio.sleep(0.3)  # the handshake's allocations settle: a fair baseline
                 base = peak = rss(pid)
                 payload = os.urandom(64 * 1024)
                 loop = asyncio.get_running_loop()
@@ -943,7 +941,7 @@ def test_backpressure_fast_sender_slow_app(record_dir: Path) -> None:
                     sent += 1
                     if sent % 10 == 0:
                         peak = max(peak, rss(pid))
-                peak = max(peak, status_value(pid, "VmHWM"))
+                peak = max(peak, peak_rss(pid))
                 return sent, base, peak
 
         sent, base, peak = run(main())
@@ -959,14 +957,14 @@ def test_backpressure_client_not_reading(record_dir: Path) -> None:
         with RawWS(server, "/flood?flood") as client:
             client.handshake()
             base = rss(server.pid)
-            time.sleep(3)
+            time.sleep(3)  # the buffers fill (no event says "full"); then the app must stall
             stalled_at = read_record(record_dir, "flood")["sent"]
-            time.sleep(1)
+            time.sleep(1)  # and make no progress for a whole second
             progress = read_record(record_dir, "flood")
             assert progress["sent"] == stalled_at, "the app kept sending to a client not reading"
             assert not progress["done"]
             assert progress["sent"] < 40 * MiB
-            grown = status_value(server.pid, "VmHWM") - base
+            grown = peak_rss(server.pid) - base
             assert grown < 60 * MiB, f"worker RSS grew by {grown // MiB} MiB"
         # The client went away: the app's blocked send ends and the app finishes.
         assert wait_until(lambda: read_record(record_dir, "flood")["done"], 10)

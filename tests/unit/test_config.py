@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,11 @@ import pytest
 from gunrunner import config
 from gunrunner.cli import build_parser, cli_values
 from gunrunner.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
 
 
 def write(tmp_path: Path, text: str) -> str:
@@ -155,3 +162,106 @@ def test_secret_option_never_shown_in_errors_or_repr(tmp_path: Path) -> None:
     assert "31415926" not in str(caught.value)
     assert "keyfile_password" in str(caught.value)
     assert "hunter2" not in repr(config.Options(keyfile_password="hunter2"))
+
+
+@pytest.mark.parametrize(
+    ("toml", "mode"),
+    [
+        ('unix_socket_mode = "660"\n', 0o660),
+        ('unix_socket_mode = "0600"\n', 0o600),
+        ('unix_socket_mode = "0o666"\n', 0o666),
+        ("unix_socket_mode = 0o640\n", 0o640),  # a TOML integer is taken as it is
+        ('umask = "027"\n', 0o027),
+        ('umask = "0"\n', 0),
+        ('umask = ""\n', None),
+    ],
+)
+def test_modes_are_octal(tmp_path: Path, toml: str, mode: int | None) -> None:
+    """unix_socket_mode and umask read octal strings, or TOML's own 0o integers."""
+    options = config.load({}, write(tmp_path, toml), environ={}).options
+    key = toml.partition(" = ")[0]
+    assert getattr(options, key) == mode
+
+
+def test_mode_defaults_and_sources() -> None:
+    """0660 and no umask by default; env and CLI read octal like the file."""
+    defaults = config.Options()
+    assert (defaults.unix_socket_mode, defaults.umask) == (0o660, None)
+    env = {"GUNRUNNER_UNIX_SOCKET_MODE": "0666", "GUNRUNNER_UMASK": "077"}
+    options = config.load({}, None, environ=env).options
+    assert (options.unix_socket_mode, options.umask) == (0o666, 0o077)
+    values = parse_cli("--unix-socket-mode", "600", "--umask", "0o002")
+    assert values == {"unix_socket_mode": 0o600, "umask": 0o002}
+
+
+@pytest.mark.parametrize(
+    ("toml", "shown"),
+    [
+        ("unix_socket_mode = 660\n", "660 (integer)"),  # decimal 660 is 0o1224: no mode
+        ('unix_socket_mode = "0999"\n', "'0999' (string)"),
+        ('unix_socket_mode = "rw-rw----"\n', "'rw-rw----' (string)"),
+        ('unix_socket_mode = "1777"\n', "'1777' (string)"),
+        ("unix_socket_mode = true\n", "True (boolean)"),
+        ('umask = "-22"\n', "'-22' (string)"),
+    ],
+)
+def test_bad_modes_name_key_and_expected(tmp_path: Path, toml: str, shown: str) -> None:
+    """A mode that is not octal 000-777 is an error naming the key and the form wanted."""
+    path = write(tmp_path, toml)
+    with pytest.raises(ConfigError) as info:
+        config.load({}, path, environ={})
+    key = toml.partition(" = ")[0]
+    assert str(info.value) == (
+        f'config error: {path}: key "{key}": expected an octal mode from "000" to "777", '
+        f'like "660" (in TOML also 0o660), got {shown}'
+    )
+    with pytest.raises(ConfigError, match='--umask: expected an octal mode from "000"'):
+        parse_cli("--umask", "8")
+
+
+def test_modes_print_as_octal_and_round_trip(tmp_path: Path) -> None:
+    """--print-config shows modes as octal strings, and its output loads back."""
+    loaded = config.load(parse_cli("--umask", "27"), None, environ={})
+    text = config.render_toml(loaded)
+    assert 'unix_socket_mode = "0660"  # default' in text
+    assert 'umask = "0027"  # command line' in text
+    assert config.load({}, write(tmp_path, text), environ={}).options == loaded.options
+    unset = config.render_toml(config.load({}, None, environ={}))
+    assert 'umask = ""  # default' in unset
+
+
+def test_apply_umask_sets_the_process_umask_only_when_set() -> None:
+    """apply_umask changes nothing when umask is not set, else sets it and returns the old."""
+    before = os.umask(0o022)
+    try:
+        assert config.apply_umask(config.Options()) is None
+        assert os.umask(0o022) == 0o022
+        assert config.apply_umask(config.Options(umask=0o077)) == 0o022
+        assert os.umask(0o022) == 0o077
+    finally:
+        os.umask(before)
+
+
+def test_every_option_has_a_typed_spec() -> None:
+    """spec_of() gives each option's OptionSpec; the old metadata keys still mirror it."""
+    for name, field in config.FIELDS.items():
+        spec = config.spec_of(name)
+        assert isinstance(spec, config.OptionSpec)
+        assert spec.kind is config.kind_of(name)
+        for key in ("help", "kind", "short", "choices", "minimum", "metavar", "const", "secret"):
+            assert field.metadata[key] == getattr(spec, key), (name, key)
+    assert config.spec_of("workers").short == "-w"
+    assert config.spec_of("keyfile_password").secret
+    with pytest.raises(KeyError):
+        config.spec_of("worker")
+
+
+def test_unset_options_have_an_example_that_loads() -> None:
+    """conf/gunrunner.toml shows an example for every option without a default; it is valid."""
+    for name, field in config.FIELDS.items():
+        if field.default is not None:
+            continue
+        spec = config.spec_of(name)
+        assert spec.example is not None, name
+        value = spec.kind.from_toml(tomllib.loads(f"x = {spec.kind.to_toml(spec.example)}")["x"])
+        assert value == spec.example and spec.problem(value) is None, name

@@ -3,82 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-import functools
+import dataclasses
 import logging
-import socket
-from collections.abc import Callable, Coroutine
 from typing import Any
 
 import h11
 import pytest
 
 from gunrunner.apps.types import ClientDisconnected
+from gunrunner.config import Options
+from gunrunner.protocols.chunk_header import CHUNK_HEADER
 from gunrunner.protocols.http11 import (
     BODY_HIGH_WATER,
     ConnectionSettings,
     HTTP11Protocol,
     date_header,
+    keep_http10_alive,
 )
-
-
-def in_loop(test: Callable[[], Coroutine[Any, Any, None]]) -> Callable[[], None]:
-    """Run an async test in a fresh event loop."""
-
-    @functools.wraps(test)
-    def run() -> None:
-        asyncio.run(asyncio.wait_for(test(), 10))
-
-    return run
-
-
-class FakeSocket:
-    family = socket.AF_INET
-
-    def setsockopt(self, *args: Any) -> None:
-        pass
-
-
-class FakeTransport:
-    """Collects writes; records flow-control calls; close() reports connection_lost later."""
-
-    def __init__(self, protocol: HTTP11Protocol) -> None:
-        self.protocol = protocol
-        self.writes: list[bytes] = []
-        self.closed = False
-        self.reading = True
-        self.pauses = 0
-        self.resumes = 0
-
-    def write(self, data: bytes) -> None:
-        assert not self.closed, "write after close"
-        self.writes.append(bytes(data))
-
-    def pause_reading(self) -> None:
-        self.reading = False
-        self.pauses += 1
-
-    def resume_reading(self) -> None:
-        self.reading = True
-        self.resumes += 1
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            asyncio.get_running_loop().call_soon(self.protocol.connection_lost, None)
-
-    def abort(self) -> None:
-        self.close()
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        extra = {
-            "socket": FakeSocket(),
-            "peername": ("127.0.0.1", 50000),
-            "sockname": ("127.0.0.1", 8000),
-        }
-        return extra.get(name, default)
+from gunrunner.protocols.limits import Limits
+from gunrunner.protocols.observers import ResponseRecord
+from tests.helpers.fakes import FakeTransport, in_loop
 
 
 class FakeBridge:
@@ -89,6 +33,11 @@ class FakeBridge:
 
     def handle(self, exchange: Any) -> None:
         self.exchanges.append(exchange)
+
+
+def limits(**overrides: Any) -> Limits:
+    """The default limits (config.py's), some changed."""
+    return dataclasses.replace(Limits.from_options(Options()), **overrides)
 
 
 class Harness:
@@ -104,10 +53,12 @@ class Harness:
         if settings is None:
             settings = ConnectionSettings(
                 FakeBridge(),
-                keepalive_timeout=keepalive_timeout,
-                max_incomplete_event_size=max_head,
+                limits=limits(
+                    keepalive_timeout=keepalive_timeout,
+                    max_head_size=max_head,
+                    header_timeout=header_timeout,
+                ),
                 server_header=True,
-                header_timeout=header_timeout,
             )
         self.settings = settings
         self.bridge: FakeBridge = settings.bridge  # type: ignore[assignment]
@@ -351,6 +302,72 @@ async def test_head_streamed_sends_no_body() -> None:
     assert len(h.bridge.exchanges) == 2
 
 
+def test_h11_keeps_the_keep_alive_flag_we_turn_back_on() -> None:
+    """HTTP/1.0 keep-alive rests on one private h11 attribute: fail loudly if it changes."""
+    conn = h11.Connection(h11.SERVER)
+    conn.receive_data(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    assert isinstance(conn.next_event(), h11.Request)
+    assert conn._cstate.keep_alive is False  # h11 turned it off for HTTP/1.0
+    assert keep_http10_alive(conn, [(b"connection", b"keep-alive")])
+    assert conn._cstate.keep_alive is True
+    assert isinstance(conn.next_event(), h11.EndOfMessage)
+    conn.send(h11.Response(status_code=200, headers=[(b"content-length", b"0")]))
+    conn.send(h11.EndOfMessage())
+    assert conn.states == {h11.CLIENT: h11.DONE, h11.SERVER: h11.DONE}
+
+
+@pytest.mark.parametrize(
+    ("chunk", "valid"),
+    [
+        (b"5\r\n", True),
+        (b"5;a=b\r\n", True),
+        (b'5;a="x \\" y"\r\n', True),
+        (b"5 ; a = b ;c\r\n", True),  # BWS around ";" and "=" (RFC 9112 7.1.1)
+        (b"5 \r\n", False),  # no whitespace after a size without an extension
+        (b"5;a\x01\r\n", False),
+        (b'5;a="\x7f"\r\n', False),
+        (b"5;a=b \r\n", False),
+        (b"5;\r\n", False),
+    ],
+)
+def test_h11_reads_chunk_headers_by_rfc_9112(chunk: bytes, valid: bool) -> None:
+    """Our chunk-header pattern is the one h11's chunked reader uses (installed by the
+    driver's import): fail loudly if h11's internals change."""
+    assert h11._readers.chunk_header_re is CHUNK_HEADER
+    conn = h11.Connection(h11.SERVER)
+    conn.receive_data(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n")
+    assert isinstance(conn.next_event(), h11.Request)
+    conn.receive_data(chunk + b"hello\r\n0\r\n\r\n")
+    if valid:
+        event = conn.next_event()
+        assert isinstance(event, h11.Data) and event.data == b"hello"
+    else:
+        with pytest.raises(h11.RemoteProtocolError, match="illegal chunk header"):
+            conn.next_event()
+
+
+@in_loop
+async def test_http10_keep_alive_cycle() -> None:
+    """HTTP/1.0 + keep-alive: answered with keep-alive and kept open; a streamed answer
+    (length unknown) closes."""
+    h = Harness()
+    for number in range(2):
+        h.proto.data_received(b"GET /%d HTTP/1.0\r\nConnection: keep-alive\r\n\r\n" % number)
+        h.expect()
+        h.bridge.exchanges[number].respond(200, [], b"ok")
+        response, body = h.response()
+        assert header(response, b"connection") == [b"keep-alive"]
+        assert header(response, b"content-length") == [b"2"] and body == b"ok"
+        assert not h.transport.closed
+    h.proto.data_received(b"GET /s HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    exchange = h.bridge.exchanges[2]
+    exchange.start(200, [])
+    await exchange.write(b"streamed")
+    exchange.end()
+    assert b"connection: close\r\n" in h.transport.writes[-2].lower()
+    assert h.transport.closed
+
+
 # -- protocol errors -----------------------------------------------------------------------
 
 
@@ -383,6 +400,61 @@ async def test_complete_oversized_head_is_431() -> None:
     assert h.bridge.exchanges == [], "an over-limit head reached the app"
     assert h.transport.writes and h.transport.writes[0].startswith(b"HTTP/1.1 431 ")
     assert h.transport.closed
+
+
+class RecordingObserver:
+    def __init__(self) -> None:
+        self.records: list[ResponseRecord] = []
+
+    def response(self, record: ResponseRecord) -> None:
+        self.records.append(record)
+
+
+def observed_harness(**overrides: Any) -> tuple[Harness, RecordingObserver]:
+    observer = RecordingObserver()
+    settings = ConnectionSettings(
+        FakeBridge(),
+        limits=limits(**overrides),
+        server_header=True,
+        observers=(observer,),
+    )
+    return Harness(settings=settings), observer
+
+
+@in_loop
+async def test_observers_see_answered_and_refused_responses() -> None:
+    """One record per response sent: the app's, and the server's own refusals."""
+    h, observer = observed_harness(max_body_size=10)
+    h.request("GET", "/a?q=1", [("User-Agent", "ua")])
+    h.bridge.exchanges[0].respond(201, [], b"hello")
+    h.response()
+    (answered,) = observer.records
+    assert (answered.method, answered.path, answered.query) == ("GET", b"/a", b"q=1")
+    assert (answered.status, answered.sent, answered.refused) == (201, 5, False)
+    assert (b"user-agent", b"ua") in answered.headers and answered.request_id
+
+    h.proto.data_received(b"POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: 99\r\n\r\n")
+    refused = observer.records[1]
+    assert (refused.method, refused.path, refused.http_version) == ("POST", b"/up", "1.1")
+    assert (refused.status, refused.refused) == (413, True)
+    assert refused.sent == len(h.transport.writes[-1].split(b"\r\n\r\n", 1)[1]) > 0
+    assert h.bridge.exchanges[1:] == []  # the app never saw it
+
+
+@in_loop
+async def test_refusal_without_a_head_is_observed_without_client_bytes() -> None:
+    """Garbage, or a line over the limit: status and client only; no method, no path."""
+    for data, status in [
+        (b"GARBAGE\r\n\r\n", 400),
+        (b"GET /" + b"a" * 300 + b" HTTP/1.1\r\nHost: t\r\n\r\n", 414),
+        (b"GET / HTTP/1.1\r\nHost: t\r\nX-Big: " + b"a" * 20000, 431),
+    ]:
+        h, observer = observed_harness(limit_request_line=200)
+        h.proto.data_received(data)
+        (record,) = observer.records
+        assert record.status == status
+        assert (record.method, record.path, record.headers) == (None, b"", [])
+        assert record.client == ("127.0.0.1", 50000) and record.refused
 
 
 @in_loop
@@ -612,16 +684,51 @@ async def test_write_raises_when_client_leaves_while_paused() -> None:
 
 
 @in_loop
-async def test_eof_with_request_in_flight_is_a_disconnect() -> None:
-    """EOF from the client means it went away: the transport closes, the app is told."""
+async def test_eof_inside_a_request_is_a_disconnect() -> None:
+    """EOF inside a body (or a head, or between requests): the client went away; the
+    transport closes and the app is told."""
     h = Harness()
-    h.request("GET", "/")
+    h.request("POST", "/", [("Content-Length", "10")], b"12345", end=False)
     assert h.proto.eof_received() is False  # asyncio closes the transport
     h.proto.connection_lost(None)
     exchange = h.bridge.exchanges[0]
     assert exchange.disconnected
     exchange.respond(200, [], b"late")  # ignored: nobody to send it to
     assert b"late" not in b"".join(h.transport.writes)
+    partial = Harness()
+    partial.proto.data_received(b"GET / HTTP/1.1\r\nHost: t\r\n")
+    assert partial.proto.eof_received() is False
+    idle = Harness()
+    idle.request("GET", "/")
+    idle.bridge.exchanges[0].respond(200, [], b"")
+    assert idle.proto.eof_received() is False
+
+
+@in_loop
+async def test_eof_after_a_whole_request_is_a_half_close() -> None:
+    """A client that half-closes after its request gets the response, then the close;
+    also when the response had started before the EOF."""
+    h = Harness()
+    h.request("GET", "/")
+    (exchange,) = h.bridge.exchanges
+    waiting = asyncio.ensure_future(exchange.wait_done())  # an ASGI receive() after the body
+    await settle()
+    assert h.proto.eof_received() is True  # the transport stays open for the response
+    await settle()
+    assert waiting.done()  # the app hears http.disconnect (the client may be gone)...
+    assert not exchange.disconnected  # ...but what it sends still goes out
+    exchange.respond(200, [], b"answer")
+    response, body = h.response()
+    assert body == b"answer" and header(response, b"connection") == [b"close"]
+    assert h.transport.closed
+    streaming = Harness()
+    streaming.request("GET", "/")
+    (exchange,) = streaming.bridge.exchanges
+    exchange.start(200, [])
+    await exchange.write(b"part")
+    assert streaming.proto.eof_received() is True
+    exchange.end()
+    assert streaming.transport.closed
 
 
 @in_loop
@@ -641,21 +748,46 @@ async def test_idle_connection_closed_after_keepalive_timeout() -> None:
 
 
 @in_loop
-async def test_drain_closes_idle_and_finishes_busy_connections() -> None:
-    """drain(): a connection idle between requests closes; a busy one answers, then closes."""
-    idle = Harness()
-    idle.request("GET", "/")
-    idle.bridge.exchanges.pop().respond(200, [], b"")
-    busy = Harness(settings=idle.settings)  # two connections of one worker
+async def test_drain_closes_no_connection_before_its_keep_alive_time() -> None:
+    """drain(): every response says Connection: close, and no connection closes earlier
+    than it would have without the drain. An idle one stays until its keep-alive timer
+    runs out (a request that comes first, racing the drain, is answered); a busy one
+    answers, then closes; one whose response head went out before keeps its keep-alive."""
+
+    def served(settings: ConnectionSettings | None = None) -> Harness:
+        h = Harness(keepalive_timeout=0.2, settings=settings)
+        h.request("GET", "/")
+        h.bridge.exchanges[-1].respond(200, [], b"")
+        h.response()
+        return h
+
+    idle = served()
+    quiet = served(idle.settings)  # (connections of one worker share its settings)
+    busy = Harness(settings=idle.settings)
     busy.request("GET", "/")
+    busy_exchange = busy.bridge.exchanges[-1]
+    streaming = Harness(settings=idle.settings)
+    streaming.request("GET", "/")
+    streaming_exchange = streaming.bridge.exchanges[-1]
+    streaming_exchange.start(200, [])
+    await streaming_exchange.write(b"head went out")
     idle.settings.drain()
+    await settle()
+    assert not any(h.transport.closed for h in (idle, quiet, busy, streaming))
+
+    idle.request("GET", "/next")  # sent before the client could know of the drain
+    idle.bridge.exchanges[-1].respond(200, [], b"answered")
+    response, body = idle.response()
+    assert (body, header(response, b"connection")) == (b"answered", [b"close"])
     assert idle.transport.closed
-    assert not busy.transport.closed
-    (exchange,) = busy.bridge.exchanges
-    exchange.respond(200, [], b"bye")
+    busy_exchange.respond(200, [], b"bye")
     response, _ = busy.response()
     assert header(response, b"connection") == [b"close"]
     assert busy.transport.closed
+    streaming_exchange.end()
+    assert not streaming.transport.closed  # its client may send its next request now
+    await asyncio.sleep(0.4)  # the keep-alive timers ran out
+    assert quiet.transport.closed and streaming.transport.closed
 
 
 def test_date_header_format() -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import stat
+from pathlib import Path
 
 import pytest
 
@@ -87,7 +90,7 @@ def test_port_zero_is_shared_by_every_slot() -> None:
         listeners.close_all()
 
 
-def test_shared_mode_without_reuse_port(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_shared_mode_without_reuse_port(tmp_path: Path) -> None:
     """reuse_port off, or a Unix socket: one socket served by every slot."""
     path = tmp_path / "s.sock"
     listeners = net.Listeners(
@@ -110,5 +113,59 @@ def test_localhost_binds_every_address() -> None:
         socks = listeners.for_slot(0)
         assert len(socks) == len(addresses)
         assert len({s.getsockname()[1] for s in socks}) == 1
+    finally:
+        listeners.close_all()
+
+
+def test_modes_are_described_per_address(tmp_path: Path) -> None:
+    """A Unix socket is shared even where TCP addresses get per-slot listeners."""
+    path = tmp_path / "m.sock"
+    cases = [
+        (("127.0.0.1:0",), True, "per-slot SO_REUSEPORT listeners", "per-slot"),
+        ((f"unix:{path}",), True, "one shared socket", "shared"),
+        (("127.0.0.1:0",), False, "one shared socket", "shared"),
+        (("127.0.0.1:0", f"unix:{path}"), False, "one shared socket per address", "shared"),
+    ]
+    for binds, reuse_port, description, mode in cases:
+        listeners = net.Listeners(binds, backlog=8, reuse_port=reuse_port, shared_bind=False)
+        try:
+            assert (listeners.describe_modes(), listeners.mode) == (description, mode), binds
+        finally:
+            listeners.close_all()
+
+
+def test_mixed_modes_name_each_address(tmp_path: Path) -> None:
+    """TCP per slot beside a Unix socket: the line says which address is which."""
+    path = tmp_path / "m.sock"
+    listeners = net.Listeners(
+        ("127.0.0.1:0", f"unix:{path}"), backlog=8, reuse_port=True, shared_bind=False
+    )
+    try:
+        port = listeners.for_slot(0)[0].getsockname()[1]
+        assert listeners.mode == "mixed"
+        assert listeners.describe_modes() == (
+            f"per-slot for 127.0.0.1:{port}; shared for unix:{path}"
+        )
+    finally:
+        listeners.close_all()
+
+
+@pytest.mark.parametrize("mode", [0o660, 0o600, 0o666])
+def test_unix_socket_gets_its_mode_whatever_the_umask(tmp_path: Path, mode: int) -> None:
+    """The socket file has `unix_socket_mode`, not what bind() and the umask gave it."""
+    path = tmp_path / "mode.sock"
+    old = os.umask(0o022)  # bind() alone would give 0755 here
+    try:
+        listeners = net.Listeners(
+            (f"unix:{path}",),
+            backlog=8,
+            reuse_port=False,
+            shared_bind=False,
+            unix_socket_mode=mode,
+        )
+    finally:
+        os.umask(old)
+    try:
+        assert stat.S_IMODE(os.stat(path).st_mode) == mode
     finally:
         listeners.close_all()

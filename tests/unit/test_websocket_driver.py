@@ -1,17 +1,17 @@
 """WebSocketProtocol driven with a fake transport and a wsproto client as the peer.
 
-No sockets: the fake transport collects what the server writes (fed to the wsproto
-client) and models asyncio's close(): connection_lost comes once the write buffer is
-flushed, which never happens while the peer reads nothing (`stuck`); abort() is at once.
+No sockets and no waiting: the fake transport (tests/helpers/fakes.py) collects what the
+server writes (fed to the wsproto client) and models asyncio's close(): connection_lost
+comes once the write buffer is flushed, which never happens while the peer reads nothing
+(`stuck`); abort() is at once. Timers (handshake, close, keepalive) run on a fake clock
+that `settle(seconds)` advances.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import tracemalloc
 import zlib
-from collections.abc import Callable, Coroutine
 from typing import Any
 
 import h11
@@ -35,18 +35,9 @@ from wsproto.extensions import PerMessageDeflate
 from gunrunner.apps.types import WebSocketClosed
 from gunrunner.protocols import websocket
 from gunrunner.protocols.websocket import WebSocketProtocol, WebSocketSettings
+from tests.helpers.fakes import FakeBridge, FakeClock, FakeTransport, in_loop
 
 MiB = 1024 * 1024
-
-
-def in_loop(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
-    """Run an async test in a fresh event loop, bounded by 10 s."""
-
-    @functools.wraps(test)
-    def run(*args: Any, **kwargs: Any) -> None:
-        asyncio.run(asyncio.wait_for(test(*args, **kwargs), 10))
-
-    return run
 
 
 def frame(opcode: int, payload: bytes, *, fin: bool = True, masked: bool = True) -> bytes:
@@ -61,68 +52,6 @@ def frame(opcode: int, payload: bytes, *, fin: bool = True, masked: bool = True)
     else:
         head = bytes([first, mask_bit | 127]) + length.to_bytes(8, "big")
     return head + (b"\x00\x00\x00\x00" if masked else b"") + payload
-
-
-class FakeTransport:
-    """Collects writes, records flow control; close() is asyncio's: lost once flushed."""
-
-    def __init__(self) -> None:
-        self.protocol: WebSocketProtocol | None = None
-        self.writes: list[bytes] = []
-        self.closed = False
-        self.aborted = False
-        self.lost = False
-        self.stuck = False  # the peer reads nothing: buffered data never flushes
-        self.reading = True
-        self.pauses = 0
-        self.resumes = 0
-
-    def write(self, data: bytes) -> None:
-        assert not self.lost, "write after connection_lost"
-        self.writes.append(bytes(data))
-
-    def take(self) -> bytes:
-        data = b"".join(self.writes)
-        self.writes.clear()
-        return data
-
-    def pause_reading(self) -> None:
-        self.reading = False
-        self.pauses += 1
-
-    def resume_reading(self) -> None:
-        self.reading = True
-        self.resumes += 1
-
-    def _lose(self) -> None:
-        if not self.lost:
-            self.lost = True
-            assert self.protocol is not None
-            self.protocol.connection_lost(None)
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            if not self.stuck:
-                asyncio.get_running_loop().call_soon(self._lose)
-
-    def abort(self) -> None:
-        self.closed = self.aborted = True
-        asyncio.get_running_loop().call_soon(self._lose)
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return default
-
-
-class FakeBridge:
-    def __init__(self) -> None:
-        self.sessions: list[Any] = []
-
-    def handle_websocket(self, session: Any) -> None:
-        self.sessions.append(session)
 
 
 def upgrade_request(request: Request) -> h11.Request:
@@ -157,9 +86,10 @@ class Harness:
             ping_timeout=ping_timeout,
             per_message_deflate=per_message_deflate,
         )
+        self.clock = FakeClock.running()  # before the protocol sets its first timer
         self.connections: set[Any] = set()
         self.bridge = FakeBridge()
-        self.transport = FakeTransport()
+        self.transport = FakeTransport(extra={})
         self.client = WSConnection(ConnectionType.CLIENT)
         request = Request(
             host="example.com",
@@ -209,7 +139,9 @@ class Harness:
 
 
 async def settle(seconds: float = 0.0) -> None:
-    await asyncio.sleep(seconds)
+    """Let `seconds` pass on the test's fake clock (the timers due fire), then let the
+    loop run once more: no test waits in real time."""
+    await FakeClock.running().advance(seconds)
     await asyncio.sleep(0)
 
 
@@ -298,11 +230,12 @@ async def test_denial_response_in_parts() -> None:
 
 
 @in_loop
-async def test_handshake_timeout_closes(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_handshake_timeout_closes() -> None:
     """An app that neither accepts nor denies: the connection closes after HANDSHAKE_TIMEOUT."""
-    monkeypatch.setattr(websocket, "HANDSHAKE_TIMEOUT", 0.05)
     h = Harness()
-    await settle(0.2)
+    await settle(websocket.HANDSHAKE_TIMEOUT - 0.01)
+    assert not h.transport.closed
+    await settle(0.02)
     assert h.transport.closed
     assert h.transport.lost
 
@@ -560,28 +493,28 @@ async def test_server_close_waits_for_the_answer() -> None:
 
 
 @in_loop
-async def test_close_timeout_when_peer_never_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_close_timeout_when_peer_never_answers() -> None:
     """No answer to our close frame: TCP closed after CLOSE_TIMEOUT."""
-    monkeypatch.setattr(websocket, "CLOSE_TIMEOUT", 0.05)
     h = Harness()
     h.accept()
     h.proto.close(1000, "")
-    await settle(0.01)
+    await settle(websocket.CLOSE_TIMEOUT - 0.01)
     assert not h.transport.closed
-    await settle(0.2)
+    await settle(0.02)
     assert h.transport.closed and h.transport.lost
 
 
 @in_loop
-async def test_close_timeout_when_peer_reads_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_close_timeout_when_peer_reads_nothing() -> None:
     """A peer that reads nothing (buffer never flushes): still lost after CLOSE_TIMEOUT."""
-    monkeypatch.setattr(websocket, "CLOSE_TIMEOUT", 0.05)
     h = Harness()
     h.accept()
     h.transport.stuck = True
     h.proto.pause_writing()
     h.proto.close(1001, "going away")
-    await settle(0.3)
+    await settle(websocket.CLOSE_TIMEOUT - 0.01)
+    assert not h.transport.lost
+    await settle(0.5)
     assert h.transport.lost, "the connection outlived CLOSE_TIMEOUT (close() waits for a flush)"
 
 
@@ -666,9 +599,8 @@ async def test_keepalive_answered_stays_open() -> None:
     h = Harness(ping_interval=0.05, ping_timeout=0.05)
     h.accept()
     pings = 0
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 0.5
-    while loop.time() < deadline:
+    deadline = h.clock.now + 0.5
+    while h.clock.now < deadline:
         await settle(0.01)
         for event in h.events():
             assert isinstance(event, Ping), event

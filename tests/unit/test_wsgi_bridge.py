@@ -16,6 +16,7 @@ import pytest
 
 from gunrunner.apps.types import ClientDisconnected
 from gunrunner.apps.wsgi import ErrorStream, FileWrapper, WSGIBridge, WSGIInput
+from tests.helpers.fakes import FakeExchange
 
 Fetch = Callable[[], tuple[bytes, bool]]
 
@@ -202,86 +203,31 @@ def test_file_wrapper_blocks_and_close() -> None:
     assert data.closed
 
 
-# -- the bridge, with a fake Exchange ------------------------------------------------------
-
-
-class FakeExchange:
-    """An Exchange that records what the bridge does with it."""
-
-    def __init__(
-        self,
-        method: str = "GET",
-        raw_path: bytes = b"/",
-        query_string: bytes = b"",
-        headers: list[tuple[bytes, bytes]] | None = None,
-        pieces: list[bytes] | None = None,
-    ) -> None:
-        self.method = method
-        self.raw_path = raw_path
-        self.path = raw_path.decode("latin-1")
-        self.query_string = query_string
-        self.http_version = "1.1"
-        self.headers = headers or []
-        self.scheme = "http"
-        self.client: tuple[str, int] | None = ("10.1.2.3", 41000)
-        self.server: tuple[str, int] | None = ("127.0.0.1", 8000)
-        self.request_id: str | None = None  # the Exchange seam: set when the access log is on
-        self.tls: dict[str, Any] | None = None
-        self.disconnected = False
-        self.response_started = False
-        self.pieces = list(pieces or [])
-        self.calls: list[tuple[Any, ...]] = []
-        self.done = asyncio.Event()
-
-    def body_known_empty(self) -> bool:
-        return not self.pieces
-
-    async def receive(self) -> tuple[bytes, bool]:
-        if not self.pieces:
-            return b"", False
-        data = self.pieces.pop(0)
-        return data, bool(self.pieces)
-
-    async def wait_done(self) -> None:
-        await self.done.wait()
-
-    def respond(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-        self.response_started = True
-        self.calls.append(("respond", status, headers, body))
-        self.done.set()
-
-    def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
-        self.response_started = True
-        self.calls.append(("start", status, headers))
-
-    async def write(self, data: bytes) -> None:
-        self.calls.append(("write", data))
-
-    def end(self) -> None:
-        self.calls.append(("end",))
-        self.done.set()
-
-    def abort(self) -> None:
-        self.calls.append(("abort",))
-        self.disconnected = True
-        self.done.set()
+# -- the bridge, with a fake Exchange (tests/helpers/fakes.py) ---------------------------
 
 
 WSGIApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
 
 
 def serve(app: WSGIApp, exchange_factory: Callable[[], FakeExchange]) -> FakeExchange:
-    """Run `app` for one exchange through a real WSGIBridge; return the exchange."""
+    """Run `app` for one exchange through a real WSGIBridge; return the exchange once the
+    bridge's threads have exited, so that a stray call after the last one is in `calls`."""
 
     async def scenario() -> FakeExchange:
         exchange = exchange_factory()
+        before = set(threading.enumerate())
         bridge = WSGIBridge(app, threads=2)
+        threads = [t for t in threading.enumerate() if t not in before]
         try:
             bridge.handle(exchange)  # type: ignore[arg-type]
             await asyncio.wait_for(exchange.done.wait(), 5)
-            await asyncio.sleep(0.02)  # a stray call after the last one would land here
         finally:
             bridge.shutdown()
+        for thread in threads:
+            await asyncio.to_thread(thread.join, 5)
+            assert not thread.is_alive(), "a WSGI thread is still busy"
+        for _ in range(3):  # what the threads handed to the loop last runs now
+            await asyncio.sleep(0)
         return exchange
 
     return asyncio.run(scenario())

@@ -1,8 +1,14 @@
-"""Run the real `gunrunner` command as a subprocess and clean up after it.
+"""Run the real `gunrunner` command as a subprocess, watch its processes, clean up.
 
 Every server runs in its own session (process group). `Server.stop()` and the context
 manager's exit TERM the group, wait, KILL what is left, and then assert that no
 process the test saw (arbiter or worker) survives, as a process or as a zombie.
+
+Rules:
+1. Wait for a condition (`wait_until`) or a log line (`Server.wait_for`), never sleep.
+2. "Nothing bad was logged" is only checked once a later marker line has landed
+   (`Server.assert_no_errors_before`): a check right after an event can pass only
+   because the line about it has not been written yet.
 """
 
 from __future__ import annotations
@@ -11,19 +17,20 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 # Log files of every server started; tests may read them after stop(), so they are
 # removed at the end of the session (tests/conftest.py).
 CREATED_LOGS: list[Path] = []
 LISTENING = re.compile(r"listening on https?://(\[[^\]]+\]|[^ ,:]+):(\d+)")
+# What no server may log while a test expects a clean run (an app's own errors aside).
+ALARMS = ("Traceback", " ERROR ", " CRITICAL ", "Fatal error", "Exception ignored")
 
 
 def children_of(pid: int) -> list[int]:
@@ -49,7 +56,10 @@ def process_state(pid: int) -> str | None:
     return stat.rsplit(")", 1)[1].split()[0]
 
 
-def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02) -> bool:
+def wait_until(
+    predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.02
+) -> bool:
+    """Poll `predicate` until it is true or `timeout` passes; its last answer, as a bool."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -97,6 +107,31 @@ class Server:
                 )
             time.sleep(0.02)
 
+    def assert_no_errors_before(
+        self, marker: str, alarms: tuple[str, ...] = ALARMS, timeout: float = 15.0
+    ) -> None:
+        """Wait for `marker` (a regex) in the log, then assert that no alarm is in it.
+
+        Make the marker a line that is written after the event under test was handled
+        (a follow-up request to a route that logs, a line the app writes last): once it
+        is there, so is every line about the event.
+        """
+        self.wait_for(marker, timeout)
+        log = self.log()
+        found = [alarm for alarm in alarms if alarm in log]
+        assert not found, f"{found} in the log before {marker!r}:\n{log}"
+
+    def holds_socket(self, inode: int) -> bool:
+        """True while a process of this server (arbiter or worker) has socket `inode` open."""
+        target = f"socket:[{inode}]"
+        for pid in {self.pid, *self.workers()}:
+            with contextlib.suppress(OSError):
+                for fd in os.listdir(f"/proc/{pid}/fd"):
+                    with contextlib.suppress(OSError):
+                        if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
+                            return True
+        return False
+
     def workers(self) -> list[int]:
         """Current worker pids (children of the arbiter); remembered for the final check."""
         pids = children_of(self.pid)
@@ -126,7 +161,10 @@ class Server:
 
     def assert_no_leftovers(self, timeout: float = 10.0) -> None:
         """No process this server ever had is alive or a zombie."""
-        left = lambda: [p for p in self.seen_pids if process_state(p) is not None]  # noqa: E731
+
+        def left() -> list[int]:
+            return [p for p in self.seen_pids if process_state(p) is not None]
+
         if not wait_until(lambda: not left(), timeout):
             states = {p: process_state(p) for p in left()}
             with contextlib.suppress(ProcessLookupError):
@@ -135,12 +173,6 @@ class Server:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(p, signal.SIGKILL)
             raise AssertionError(f"processes left behind (pid: state): {states}\n{self.log()}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start(
@@ -201,24 +233,67 @@ def running(*args: str, **kwargs: object) -> Iterator[Server]:
             server.log_path.unlink()
 
 
-def http_get(
-    url: str, path: str = "/", timeout: float = 10.0, headers: dict[str, str] | None = None
-):
-    """A GET with httpx; returns the response."""
-    import httpx
+def start_with_log_file(log_file: Path, *args: str, ready: int | None = None) -> Server:
+    """start() with --log-file: the listening line is read from that file."""
+    server = start(*args, "--log-file", str(log_file), wait=False)
+    captured = server.log_path
+    server.log_path = log_file
+    try:
+        wait_until(log_file.exists, 15.0)
+        match = server.wait_for(LISTENING.pattern)
+        server.host = match.group(1).strip("[]")
+        server.port = int(match.group(2))
+        if ready is not None:
+            server.wait_for(rf"all {ready} workers ready")
+            server.workers()
+    except BaseException:
+        server.stop(signal.SIGKILL)
+        raise
+    finally:
+        with contextlib.suppress(OSError):
+            captured.unlink()
+    return server
 
-    return httpx.get(url + path, timeout=timeout, headers=headers)
+
+# -- workers and listeners, from /proc ------------------------------------------------------
 
 
-def raw_request(host: str, port: int, data: bytes, timeout: float = 10.0) -> bytes:
-    """Send raw bytes, read until the server closes (or timeout); return what came back."""
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.sendall(data)
-        chunks = []
-        with contextlib.suppress(socket.timeout):
-            while True:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-        return b"".join(chunks)
+def listen_inodes(port: int) -> set[str]:
+    """Inodes of the LISTEN sockets on `port` (/proc/net/tcp and tcp6)."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                local, state, inode = fields[1], fields[3], fields[9]
+                if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+                    inodes.add(inode)
+    return inodes
+
+
+def wait_workers(server: Server, count: int, timeout: float = 15.0) -> list[int]:
+    """Wait until the arbiter has exactly `count` children; return them."""
+    assert wait_until(lambda: len(server.workers()) == count, timeout), (
+        f"expected {count} workers, have {server.workers()}\n{server.log()}"
+    )
+    return server.workers()
+
+
+def wait_ready(server: Server, pid: int, timeout: float = 15.0) -> int:
+    """Wait for the arbiter's "worker PID (slot K) ready" line; return K."""
+    match = server.wait_for(rf"worker {pid} \(slot (\d+)\) ready", timeout)
+    return int(match.group(1))
+
+
+def age(pid: int) -> float:
+    """Seconds since `pid` started (from /proc)."""
+    start_ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    uptime = float(Path("/proc/uptime").read_text().split()[0])
+    return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+
+
+def assert_gone(pid: int, timeout: float = 5.0) -> None:
+    """`pid` is neither running nor a zombie within `timeout`."""
+    assert wait_until(lambda: process_state(pid) is None, timeout), (
+        f"process {pid} still there: state {process_state(pid)}"
+    )

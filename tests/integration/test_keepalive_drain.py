@@ -1,0 +1,100 @@
+"""Rolling restarts under keep-alive load lose no request.
+
+A draining worker used to close its idle keep-alive connections at once, racing each
+client's next request on them ("Remote end closed connection without response"). Now it
+answers that request with Connection: close, and the client reconnects to a new worker.
+"""
+
+from __future__ import annotations
+
+import http.client
+import signal
+import threading
+import time
+
+import pytest
+
+from tests.helpers import Server, running, wait_until
+
+HUPS = 10
+CLIENTS = 4
+MAX_REQUESTS = 200_000  # per client: a bound on the loop whatever happens
+DEADLINE = 50.0  # seconds for the whole test (pytest's timeout is 60)
+
+
+class KeepAliveClient(threading.Thread):
+    """One http.client connection in a loop; it reconnects when told Connection: close."""
+
+    def __init__(self, server: Server, stop: threading.Event) -> None:
+        super().__init__(daemon=True)
+        self.server = server
+        self.stop = stop
+        self.requests = 0
+        self.reconnects = 0
+        self.failures: list[str] = []
+        self.pids: set[int] = set()
+
+    def run(self) -> None:
+        conn = http.client.HTTPConnection(self.server.host, self.server.port, timeout=10)
+        try:
+            while not self.stop.is_set() and self.requests < MAX_REQUESTS:
+                try:
+                    conn.request("GET", "/")
+                    response = conn.getresponse()
+                    body = response.read()
+                except (OSError, http.client.HTTPException) as exc:
+                    self.failures.append(f"{type(exc).__name__}: {exc}")
+                    conn.close()  # the next request opens a new connection
+                    continue
+                finally:
+                    self.requests += 1
+                if response.status != 200:
+                    self.failures.append(f"status {response.status}: {body[:200]!r}")
+                else:
+                    self.pids.add(int(body))
+                if response.will_close:
+                    self.reconnects += 1  # http.client reconnects on the next request
+        finally:
+            conn.close()
+
+
+def total(clients: list[KeepAliveClient]) -> int:
+    return sum(client.requests for client in clients)
+
+
+@pytest.mark.slow
+def test_hup_under_keep_alive_load_fails_no_request() -> None:
+    """10 SIGHUPs while 4 keep-alive clients send requests back to back: 0 failures,
+    and every worker was replaced (the clients were answered by the new ones)."""
+    started = time.monotonic()
+    stop = threading.Event()
+    with running("tests.apps.basic:wsgi_pid", "--workers", "2", ready=2) as server:
+        first = set(server.workers())
+        clients = [KeepAliveClient(server, stop) for _ in range(CLIENTS)]
+        for client in clients:
+            client.start()
+        try:
+            for number in range(1, HUPS + 1):
+                # Load is on before each HUP: the clients made progress since the last one.
+                before = total(clients)
+                assert wait_until(lambda b=before: total(clients) >= b + 50, 10), "no load"
+                server.send_signal(signal.SIGHUP)
+                server.wait_for("restart complete", timeout=20, count=number)
+                assert time.monotonic() - started < DEADLINE, f"only {number} HUPs in time"
+            last = set(server.workers())
+            # The clients went on to the workers of the last generation.
+            assert wait_until(lambda: all(c.pids & last for c in clients), 10), (
+                [sorted(c.pids) for c in clients],
+                sorted(last),
+            )
+        finally:
+            stop.set()
+            for client in clients:
+                client.join(10)
+        failures = [failure for client in clients for failure in client.failures]
+        assert failures == [], (
+            f"{len(failures)} of {total(clients)} requests failed: {failures[:5]}"
+        )
+        assert not first & last, "the first workers still serve"
+        assert sum(client.reconnects for client in clients) >= HUPS  # told to go, and went
+        assert all(not client.is_alive() for client in clients)
