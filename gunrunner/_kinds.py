@@ -109,11 +109,11 @@ def _mode_from_text(text: str) -> int:
 
 
 def _mode_from_toml(value: Any) -> int:
-    # A TOML integer is taken as it is, so write 0o660; a bare 660 is decimal (0o1224)
-    # and is refused by the range check instead of becoming a surprising mode.
-    if isinstance(value, str):
-        return _mode_from_text(value)
-    return _mode_in_range(_int_from_toml(value))
+    # A string only: TOML reads 0o77 and 63 alike, so an integer cannot say whether it
+    # was meant in octal, and a decimal 77 taken as a umask would be 0o115 (0o662 files).
+    if not isinstance(value, str):
+        raise TypeError(value)
+    return _mode_from_text(value)
 
 
 def _mode_in_range(mode: int) -> int:
@@ -149,7 +149,7 @@ WORKERS = Kind(
     lambda v: _toml_str(v) if isinstance(v, str) else str(v),
 )
 MODE = Kind(
-    'an octal mode from "000" to "777", like "660" (in TOML also 0o660)',
+    'an octal mode from "000" to "777" as a string, like "660"',
     _mode_from_text,
     _mode_from_toml,
     lambda v: f'"{v:04o}"',

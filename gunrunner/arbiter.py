@@ -178,6 +178,10 @@ class Arbiter:
             self._drop_slot(slot)
         else:
             self._signal_worker(slot, signal.SIGTERM, self.options.graceful_timeout)
+            # Our copy of its sockets goes now: the worker accepts what is queued and
+            # closes its own at the start of its drain, so the kernel stops sending it
+            # clients then, not when it exits (a drain may last keepalive_timeout).
+            self.listeners.close_slot(slot.index)
 
     def handle_hup(self) -> None:
         if self.stopping:

@@ -18,8 +18,9 @@ Rules:
    (a crash, a signal other than the TERM/QUIT we sent).
 3. Every line names the worker, its slot and how it ended, and carries the reason the
    worker reported (its fatal error) when there is one.
-4. An unexpected exit is respawned; one younger than YOUNG_DEATH seconds is respawned
-   with backoff (a crash loop), and the line says so.
+4. An unexpected exit is respawned; one younger than YOUNG_DEATH seconds, or one that
+   was never ready, is respawned with backoff (a crash loop), and the line says so.
+   A worker told to stop (retired) that then fails its boot is just stopped.
 5. While a slot has no worker that ever got ready (its respawns fail), its sockets are
    closed, so the kernel sends new clients to the slots that serve.
 """
@@ -102,7 +103,8 @@ def classify(facts: ExitFacts) -> ExitDecision:
     what, code, sig = describe(facts.status)
     who = f"worker {facts.pid} (slot {facts.slot})"
     because = f": {facts.reason}" if facts.reason else ""
-    if code in BOOT_FAILURE_CODES and not facts.booted and not facts.replaced:
+    retired = facts.draining and not facts.stopping  # told to stop (TTOU) while booting
+    if code in BOOT_FAILURE_CODES and not facts.booted and not facts.replaced and not retired:
         return _boot_failure(facts, who, what, because)
     if facts.replaced:
         return ExitDecision(
@@ -128,12 +130,13 @@ def classify(facts: ExitFacts) -> ExitDecision:
     hint = ""
     if sig == signal.SIGKILL:
         hint = "; possibly out of memory, check the memory limit"
-    young = facts.lived < YOUNG_DEATH
+    # A crash before it was ever ready would crash again the same way: a crash loop.
+    crash_loop = facts.lived < YOUNG_DEATH or not facts.booted
     return ExitDecision(
         Action.CRASHED,
         logging.ERROR,
         f"{who} {what} after {facts.lived:.1f}s{because}{hint}",
-        backoff=young,
+        backoff=crash_loop,
         stop_failed=facts.stopping,
         close_slot=not facts.booted,
     )

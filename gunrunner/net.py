@@ -165,22 +165,28 @@ def check_free(address: Address) -> None:
         probe.close()
 
 
-def _remove_stale_unix_socket(path: str) -> None:
+def check_unix_path(path: str) -> bool:
+    """True when a socket file nobody listens on is in the way (a crashed server's);
+    False when the path is free; BindError when it cannot be used. Changes nothing."""
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
-        return
+        return False
     if not stat.S_ISSOCK(mode):
         raise BindError(f"unix:{path}", "the path exists and is not a socket")
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
         try:
             probe.connect(path)
         except ConnectionRefusedError:
-            os.unlink(path)  # nobody listens: a leftover from a crashed server
-            return
-        except OSError:
-            return
+            return True
+        except OSError as exc:
+            raise BindError(f"unix:{path}", f"cannot use the socket file: {exc.strerror}") from None
     raise BindError(f"unix:{path}", "another process listens on this socket")
+
+
+def _remove_stale_unix_socket(path: str) -> None:
+    if check_unix_path(path):
+        os.unlink(path)  # nobody listens: a leftover from a crashed server
 
 
 def open_listener(

@@ -6,10 +6,11 @@ files, the event loop, the log, access-log and pid file paths, and (when asked) 
 binds and the app.
 
 Rules:
-1. No side effects: nothing is created, written, listened on or imported for real. Paths
-   are checked for being writable, not opened; binds are probed, never left bound; the
-   app is imported only when asked for (--check-config), never in the arbiter, which
-   must stay free of the app's threads and state when it forks.
+1. No side effects of ours: nothing is created, written or left listening. Paths are
+   checked for being writable, not opened; binds are probed, never left bound. The app
+   is imported only when asked for (--check-config: importing runs the app's own code,
+   which may write what it likes), never in the arbiter, which must stay free of the
+   app's threads and state when it forks.
 2. One function for every caller: the start (cli), --check-config, and the arbiter's
    HUP before any worker is replaced. What the workers would refuse is refused here
    first, naming the key and where its value came from.
@@ -21,7 +22,6 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
-import socket
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,7 +31,7 @@ from gunrunner._cpus import resolve_workers
 from gunrunner.access import check_format
 from gunrunner.apps.loader import load_app
 from gunrunner.errors import BindError, ConfigError, GunrunnerError
-from gunrunner.net import check_free, parse_bind, resolve
+from gunrunner.net import check_free, check_unix_path, parse_bind, resolve
 from gunrunner.proxy import ProxyTrust
 from gunrunner.tls import TLSServer, build_tls
 
@@ -81,7 +81,8 @@ def survey(loaded: config.Loaded, *, check_binds: bool = False, check_app: bool 
     if options.access_log not in (None, "-", "off"):
         attempt("access_log", lambda: _check_writable("access_log", options.access_log))
     if options.pidfile:
-        attempt("pidfile", lambda: _check_writable("pidfile", options.pidfile))
+        # Written to a temporary file, then renamed over: its directory must be writable.
+        attempt("pidfile", lambda: _check_writable("pidfile", options.pidfile, replace=True))
     for bind in options.bind:
         attempt("bind", functools.partial(_check_bind, bind, options.shared_bind, check_binds))
     if check_app and options.app:
@@ -97,22 +98,27 @@ def _check_access_format(fmt: str) -> None:
         raise ConfigError(f"access_log_format: {problem}", key="access_log_format")
 
 
+def uvloop_missing() -> ConfigError:
+    return ConfigError(
+        'loop = "uvloop" but uvloop is not installed; '
+        "pip install 'gunrunner[fast]' or use loop = \"auto\"",
+        key="loop",
+    )
+
+
 def _check_loop(choice: str) -> None:
     if choice == "uvloop" and importlib.util.find_spec("uvloop") is None:
-        raise ConfigError(
-            'loop = "uvloop" but uvloop is not installed; '
-            "pip install 'gunrunner[fast]' or use loop = \"auto\"",
-            key="loop",
-        )
+        raise uvloop_missing()
 
 
-def _check_writable(key: str, path: str | None) -> None:
-    """`path` can be opened for appending (or created) by this user; nothing is written."""
+def _check_writable(key: str, path: str | None, *, replace: bool = False) -> None:
+    """`path` can be opened for appending (or created; with `replace`, created beside
+    and renamed over) by this user; nothing is written."""
     if not path or path == "-":
         return
     if os.path.isdir(path):
         raise ConfigError(f"{key}: {path} is a directory; give a file name", key=key)
-    if os.path.exists(path):
+    if os.path.exists(path) and not replace:
         if not os.access(path, os.W_OK):
             raise ConfigError(f"{key}: {path} is not writable by this user", key=key)
         return
@@ -144,23 +150,14 @@ def _check_bind(text: str, shared_bind: bool, probe: bool) -> None:
 
 
 def _check_unix_path(path: str, text: str) -> None:
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        directory = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(directory):
-            raise BindError(text, f"directory {directory} does not exist") from None
-        if not os.access(directory, os.W_OK | os.X_OK):
-            raise BindError(text, "permission denied", "check the path") from None
+    if os.path.lexists(path):
+        check_unix_path(path)  # a stale socket file is fine: the start replaces it
         return
-    if not stat.S_ISSOCK(mode):
-        raise BindError(text, "the path exists and is not a socket")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-        try:
-            probe.connect(path)
-        except OSError:
-            return  # a stale socket file: the start replaces it
-    raise BindError(text, "another process listens on this socket")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise BindError(text, f"directory {directory} does not exist")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise BindError(text, "permission denied", "check the path")
 
 
 def _check_fd(fd: int, text: str) -> None:

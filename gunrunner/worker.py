@@ -39,6 +39,7 @@ from gunrunner.errors import (
     GunrunnerError,
 )
 from gunrunner.net import describe
+from gunrunner.preflight import uvloop_missing
 from gunrunner.protocols.http11 import ConnectionSettings, HTTP11Protocol
 from gunrunner.protocols.limits import Limits
 from gunrunner.protocols.websocket import WebSocketSettings
@@ -69,11 +70,7 @@ def new_event_loop(choice: str) -> asyncio.AbstractEventLoop:
             import uvloop  # type: ignore[import-not-found,unused-ignore]
         except ImportError:
             if choice == "uvloop":
-                raise ConfigError(
-                    'loop = "uvloop" but uvloop is not installed; '
-                    "pip install 'gunrunner[fast]' or use loop = \"auto\"",
-                    key="loop",
-                ) from None
+                raise uvloop_missing() from None
         else:
             return uvloop.new_event_loop()  # type: ignore[no-any-return]
     return asyncio.new_event_loop()
@@ -203,7 +200,9 @@ class Worker:
         # Responses from now on carry Connection: close. Then accept what the kernel
         # already queued for us and wait until those connections exist before we stop
         # listening: a client that connected before the stop is served, not reset.
-        settings.drain()
+        # Under --reload the old code must not answer the next request on an idle
+        # keep-alive connection: those close at once (a browser resends the GET).
+        settings.drain(close_idle=self.options.reload)
         await acceptor.stop()
         deadline = time.monotonic() + self.options.graceful_timeout
         while settings.connections and time.monotonic() < deadline:

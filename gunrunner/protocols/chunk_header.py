@@ -15,7 +15,11 @@ Rules:
    once, at import of the driver (h11's ChunkedReader reads that module global on every
    call). The size keeps h11's own bound (20 hex digits) and group name.
 3. If h11 no longer has that global, nothing is swapped and a warning says so;
-   tests/unit/test_http11_driver.py fails loudly in that case.
+   tests/unit/test_http11_driver.py fails loudly in that case (and pyproject.toml pins
+   h11 below its next minor release).
+4. The swap is process-wide: in a worker it also applies to h11-based HTTP clients the
+   app uses (httpx, httpcore), which then refuse the same malformed chunk headers from
+   an upstream server.
 """
 
 from __future__ import annotations

@@ -100,12 +100,18 @@ class ConnectionSettings:
     connections: set[Any] = field(default_factory=set)
     draining: bool = False
 
-    def drain(self) -> None:
+    def drain(self, *, close_idle: bool = False) -> None:
         """Stop keeping connections alive: each closes after its next response, or when
-        its keep-alive timer runs out if no request comes first (close_when_idle())."""
+        its keep-alive timer runs out if no request comes first (close_when_idle()).
+
+        `close_idle` closes idle keep-alive connections at once instead (dev reload: the
+        next request must see the new code; a browser resends a GET on such a close).
+        """
         self.draining = True
         for connection in list(self.connections):
             connection.close_when_idle()
+            if close_idle and isinstance(connection, HTTP11Protocol):
+                connection.close_if_idle()
 
 
 class _Exchange:
@@ -888,6 +894,11 @@ class HTTP11Protocol(asyncio.Protocol):
         header timer.
         """
         self._close_when_done = True
+
+    def close_if_idle(self) -> None:
+        """Close now if idle between requests (served one, nothing of the next here)."""
+        if self.exchange is None and self._served and not self.conn.trailing_data[0]:
+            self.transport.close()
 
     def _arm_idle_timer(self) -> None:
         if self._last_request_read:

@@ -98,3 +98,32 @@ def test_hup_under_keep_alive_load_fails_no_request() -> None:
         assert not first & last, "the first workers still serve"
         assert sum(client.reconnects for client in clients) >= HUPS  # told to go, and went
         assert all(not client.is_alive() for client in clients)
+
+
+def test_a_retired_worker_holding_idle_connections_gets_no_new_client() -> None:
+    """TTOU retires a worker whose idle keep-alive connections keep it draining (up to
+    keepalive_timeout, 30 s here). Meanwhile every new client is served by the other
+    worker: the retired slot's socket leaves the kernel's set when its worker stops
+    accepting, not when it exits (before, clients queued on it waited there)."""
+    with running(
+        "tests.apps.basic:wsgi_pid", "-w", "2", "--keepalive-timeout", "30", ready=2
+    ) as server:
+        idle = []
+        for _ in range(8):  # over 8 connections, both workers hold some (kernel hash)
+            conn = http.client.HTTPConnection(server.host, server.port, timeout=5)
+            conn.request("GET", "/")
+            conn.getresponse().read()
+            idle.append(conn)
+        try:
+            server.send_signal(signal.SIGTTOU)
+            server.wait_for(r"retiring slot 1")
+            server.wait_for(r"stopping \(graceful\)")
+            for _ in range(40):  # fresh connections, each must be answered promptly
+                conn = http.client.HTTPConnection(server.host, server.port, timeout=3)
+                conn.request("GET", "/")
+                assert conn.getresponse().status == 200
+                conn.close()
+        finally:
+            for conn in idle:
+                conn.close()
+        server.wait_for(r"worker \d+ \(slot 1\) stopped after")

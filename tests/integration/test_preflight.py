@@ -22,13 +22,15 @@ from tests.integration.test_cli import run_cli
 def test_uvloop_missing_is_refused_before_any_fork() -> None:
     """--loop uvloop without uvloop: exit 2 at once, naming the option (was: an endless
     respawn loop that never said why)."""
-    pytest.importorskip("tests.apps.basic")
     if _has("uvloop"):
         pytest.skip("uvloop is installed here")
-    result = run_cli("tests.apps.basic:wsgi_pid", "-w", "2", "--loop", "uvloop", timeout=20)
-    assert result.returncode == 2, result.stderr
-    assert 'loop = "uvloop" but uvloop is not installed' in result.stderr
-    assert "started worker" not in result.stderr
+    server = start("tests.apps.basic:wsgi_pid", "-w", "2", "--loop", "uvloop", wait=False)
+    try:
+        assert server.wait_exit(20) == 2, server.log()
+    finally:
+        server.stop()  # and no worker left behind, had any been started
+    assert 'loop = "uvloop" but uvloop is not installed' in server.log()
+    assert "started worker" not in server.log()
 
 
 def test_hup_with_a_bad_config_keeps_the_running_workers(tmp_path: Path) -> None:
@@ -207,6 +209,7 @@ def test_ctrl_c_with_four_workers_is_short_and_true() -> None:
     """SIGINT to the whole process group (a terminal's Ctrl-C): no false "during the
     graceful stop" line, and at most two lines per worker plus the arbiter's."""
     with running("tests.apps.basic:wsgi_pid", "-w", "4", ready=4) as server:
+        server.wait_for(r"serving WSGI app", count=4)  # each worker's line after "ready"
         before = len(server.log().splitlines())
         os.killpg(server.pid, signal.SIGINT)
         assert server.wait_exit(10) == 0, server.log()

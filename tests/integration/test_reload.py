@@ -514,6 +514,26 @@ def test_every_one_of_three_workers_is_replaced(tmp_path: Path) -> None:
         assert seen == new, (seen, new)
 
 
+def test_after_a_reload_a_kept_alive_connection_gets_the_new_code(tmp_path: Path) -> None:
+    """The old worker closes idle keep-alive connections at once under --reload (not at
+    the end of keepalive_timeout, 30 s here): the client's next request reaches the new
+    code on a new connection."""
+    import httpx
+
+    root = project(tmp_path)
+    with serving(
+        "app:app", "--reload", "--workers", "1", "--keepalive-timeout", "30",
+        cwd=root, env=ENV, ready=1,
+    ) as server:  # fmt: skip
+        wait_watching(server, root)
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            assert client.get("/").text.split()[0] == "v1"
+            save(root / "app.py", app_source("v2"))
+            server.wait_for(r"restart complete")
+            server.wait_for(r"replaced worker \d+ \(slot 0\) exited with code 0", timeout=10)
+            assert client.get("/").text.split()[0] == "v2"
+
+
 # -- stopping, and the watcher process --------------------------------------------------
 
 

@@ -128,7 +128,7 @@ def test_bad_unix_socket_mode_is_a_config_error(short_dir: Path) -> None:
     server.stop()
     assert server.log().strip() == (
         "gunrunner: config error: command line: --unix-socket-mode: expected an octal mode from "
-        '"000" to "777", like "660" (in TOML also 0o660), got \'rw-rw----\''
+        '"000" to "777" as a string, like "660", got \'rw-rw----\''
     )
     assert not path.exists()
 

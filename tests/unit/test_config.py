@@ -170,14 +170,13 @@ def test_secret_option_never_shown_in_errors_or_repr(tmp_path: Path) -> None:
         ('unix_socket_mode = "660"\n', 0o660),
         ('unix_socket_mode = "0600"\n', 0o600),
         ('unix_socket_mode = "0o666"\n', 0o666),
-        ("unix_socket_mode = 0o640\n", 0o640),  # a TOML integer is taken as it is
         ('umask = "027"\n', 0o027),
         ('umask = "0"\n', 0),
         ('umask = ""\n', None),
     ],
 )
 def test_modes_are_octal(tmp_path: Path, toml: str, mode: int | None) -> None:
-    """unix_socket_mode and umask read octal strings, or TOML's own 0o integers."""
+    """unix_socket_mode and umask read octal strings."""
     options = config.load({}, write(tmp_path, toml), environ={}).options
     key = toml.partition(" = ")[0]
     assert getattr(options, key) == mode
@@ -198,6 +197,8 @@ def test_mode_defaults_and_sources() -> None:
     ("toml", "shown"),
     [
         ("unix_socket_mode = 660\n", "660 (integer)"),  # decimal 660 is 0o1224: no mode
+        ("unix_socket_mode = 0o640\n", "416 (integer)"),  # TOML cannot say it was octal
+        ("umask = 77\n", "77 (integer)"),  # would be 0o115 taken as decimal
         ('unix_socket_mode = "0999"\n', "'0999' (string)"),
         ('unix_socket_mode = "rw-rw----"\n', "'rw-rw----' (string)"),
         ('unix_socket_mode = "1777"\n', "'1777' (string)"),
@@ -212,8 +213,8 @@ def test_bad_modes_name_key_and_expected(tmp_path: Path, toml: str, shown: str) 
         config.load({}, path, environ={})
     key = toml.partition(" = ")[0]
     assert str(info.value) == (
-        f'config error: {path}: key "{key}": expected an octal mode from "000" to "777", '
-        f'like "660" (in TOML also 0o660), got {shown}'
+        f'config error: {path}: key "{key}": expected an octal mode from "000" to "777" '
+        f'as a string, like "660", got {shown}'
     )
     with pytest.raises(ConfigError, match='--umask: expected an octal mode from "000"'):
         parse_cli("--umask", "8")

@@ -204,6 +204,15 @@ TABLE = [
         False,
     ),
     ("retired by TTOU", facts(draining=True), Action.STOPPED, logging.INFO, False, False, False),
+    (
+        "retired while booting, then its boot failed",
+        facts(status=exited(4), booted=False, draining=True),
+        Action.STOPPED,
+        logging.ERROR,
+        False,
+        False,
+        False,
+    ),
     # Crashes.
     (
         "old crash respawns now",
@@ -217,6 +226,15 @@ TABLE = [
     (
         "young crash backs off",
         facts(status=exited(1), lived=0.2),
+        Action.CRASHED,
+        logging.ERROR,
+        True,
+        False,
+        False,
+    ),
+    (
+        "crash before ready backs off, however old",
+        facts(status=exited(1), booted=False, lived=5.0),
         Action.CRASHED,
         logging.ERROR,
         True,
@@ -264,6 +282,8 @@ def test_classify(row: tuple[object, ...]) -> None:
         stop_failed,
         fatal,
     ), decision
+    closes = action is Action.RESPAWN_FAILED or (action is Action.CRASHED and not exit_facts.booted)
+    assert decision.close_slot == closes, decision
     assert decision.message.startswith(
         ("worker 100 (slot 2)", "replaced worker 100 (slot 2)", "new worker 100 (slot 2)")
     ), decision.message

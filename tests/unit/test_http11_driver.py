@@ -22,7 +22,7 @@ from gunrunner.protocols.http11 import (
 )
 from gunrunner.protocols.limits import Limits
 from gunrunner.protocols.observers import ResponseRecord
-from tests.helpers.fakes import FakeTransport, in_loop
+from tests.helpers.fakes import FakeClock, FakeTransport, in_loop
 
 
 class FakeBridge:
@@ -734,16 +734,21 @@ async def test_eof_after_a_whole_request_is_a_half_close() -> None:
 @in_loop
 async def test_idle_connection_closed_after_keepalive_timeout() -> None:
     """An idle connection closes after keepalive_timeout; a busy one does not."""
-    h = Harness(keepalive_timeout=0.05)
+    clock = FakeClock.running()
+    h = Harness(keepalive_timeout=5.0)
     h.request("GET", "/")
-    await asyncio.sleep(0.15)
+    await clock.advance(15.0)
     assert not h.transport.closed  # a request is in progress
     h.bridge.exchanges[0].respond(200, [], b"")
-    await asyncio.sleep(0.15)
+    await clock.advance(4.9)
+    assert not h.transport.closed
+    await clock.advance(0.2)
     assert h.transport.closed
     # A connection that never sends a byte is closed after header_timeout.
-    fresh = Harness(keepalive_timeout=5.0, header_timeout=0.05)
-    await asyncio.sleep(0.15)
+    fresh = Harness(keepalive_timeout=5.0, header_timeout=10.0)
+    await clock.advance(9.9)
+    assert not fresh.transport.closed
+    await clock.advance(0.2)
     assert fresh.transport.closed
 
 
@@ -754,8 +759,10 @@ async def test_drain_closes_no_connection_before_its_keep_alive_time() -> None:
     runs out (a request that comes first, racing the drain, is answered); a busy one
     answers, then closes; one whose response head went out before keeps its keep-alive."""
 
+    clock = FakeClock.running()
+
     def served(settings: ConnectionSettings | None = None) -> Harness:
-        h = Harness(keepalive_timeout=0.2, settings=settings)
+        h = Harness(keepalive_timeout=5.0, settings=settings)
         h.request("GET", "/")
         h.bridge.exchanges[-1].respond(200, [], b"")
         h.response()
@@ -786,8 +793,29 @@ async def test_drain_closes_no_connection_before_its_keep_alive_time() -> None:
     assert busy.transport.closed
     streaming_exchange.end()
     assert not streaming.transport.closed  # its client may send its next request now
-    await asyncio.sleep(0.4)  # the keep-alive timers ran out
+    await clock.advance(4.9)
+    assert not quiet.transport.closed and not streaming.transport.closed
+    await clock.advance(0.2)  # the keep-alive timers ran out
     assert quiet.transport.closed and streaming.transport.closed
+
+
+@in_loop
+async def test_drain_close_idle_closes_idle_connections_at_once() -> None:
+    """drain(close_idle=True) (--reload): idle keep-alive connections close now; a busy
+    one answers first, and a fresh one (no request yet) may still send its request."""
+    idle = Harness()
+    idle.request("GET", "/")
+    idle.bridge.exchanges[-1].respond(200, [], b"")
+    idle.response()
+    busy = Harness(settings=idle.settings)
+    busy.request("GET", "/")
+    fresh = Harness(settings=idle.settings)
+    idle.settings.drain(close_idle=True)
+    assert idle.transport.closed
+    assert not busy.transport.closed and not fresh.transport.closed
+    busy.bridge.exchanges[-1].respond(200, [], b"bye")
+    response, _ = busy.response()
+    assert header(response, b"connection") == [b"close"] and busy.transport.closed
 
 
 def test_date_header_format() -> None:
