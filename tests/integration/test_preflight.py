@@ -53,6 +53,8 @@ def test_hup_with_a_bad_config_keeps_the_running_workers(tmp_path: Path) -> None
         conf.write_text('app = "tests.apps.basic:wsgi_pid"\nworkers = 2\n')
         server.send_signal(signal.SIGHUP)
         server.wait_for(r"restart complete: 2 workers serving")
+        # The old workers were told to drain when their successors took over: they go.
+        server.wait_for(r"replaced worker \d+ \(slot \d\) exited with code 0", count=2)
         assert not set(server.workers()) & set(before)
 
 
