@@ -9,8 +9,8 @@ Rules:
 2. At worker_connections the acceptor stops reading its sockets; clients wait in the
    kernel's listen queue, not in our memory, until connections close.
 3. accept() failing for lack of descriptors or memory pauses that socket for a second.
-4. stop() accepts everything queued, waits for those connections to be set up, and only
-   then closes the sockets.
+4. stop() accepts everything queued, waits for those connections to be set up, and
+   closes the sockets right after a last accept() found nothing, with no await between.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from gunrunner.net import describe
 from gunrunner.tls import shrink_asyncio_tls_buffer
 
 log = logging.getLogger(__name__)
+
+_STOP_ROUNDS = 8  # accept-and-wait rounds while stopping, for clients that keep coming
 
 
 class Acceptor:
@@ -126,19 +128,40 @@ class Acceptor:
             self.loop.add_reader(sock.fileno(), self._accept, sock)
 
     async def stop(self) -> None:
-        """Accept everything queued, wait for those connections to start, stop listening."""
+        """Accept everything queued, wait for those connections to start, stop listening.
+
+        The sockets close right after a last accept() found their queues empty, with no
+        await in between: a client that connected before is served; one that connects
+        after is refused by the kernel (or, with net.ipv4.tcp_migrate_req, moved to
+        another worker's socket), never reset after waiting in a dead queue. Clients
+        that keep arriving get a bounded number of rounds.
+        """
         self.full = False
         self.max_connections = 0  # the drain takes what is queued, whatever the limit
         for sock in self.sockets:
-            self.loop.remove_reader(sock.fileno())
+            if sock.fileno() >= 0:
+                self.loop.remove_reader(sock.fileno())
+        rounds = 0
+        while self._accept_queued() and rounds < _STOP_ROUNDS:
+            rounds += 1
+            await asyncio.gather(*self.pending, return_exceptions=True)
+        self.close()
+        if self.pending:
+            await asyncio.gather(*self.pending, return_exceptions=True)
+
+    def _accept_queued(self) -> bool:
+        """Accept until every socket's queue is empty; True if anything was accepted."""
+        accepted = False
+        for sock in self.sockets:
+            if sock.fileno() < 0:
+                continue
             while True:
                 before = len(self.pending)
                 self._accept(sock)
                 if len(self.pending) == before:
                     break
-        if self.pending:
-            await asyncio.gather(*self.pending, return_exceptions=True)
-        self.close()
+                accepted = True
+        return accepted
 
     def close(self) -> None:
         for sock in self.sockets:
