@@ -374,22 +374,26 @@ class _Exchange:
         self._wake_done()
         observers = self.proto.settings.observers
         if observers:
-            record = ResponseRecord(
-                self.client,
-                self.method,
-                self.raw_path,
-                self.query_string,
-                self.http_version,
-                self.headers,
-                self.status,
-                self.sent,
-                time.monotonic() - self.started,
-                self.request_id,
-                False,
-            )
+            record = self.record(self.status, self.sent, refused=False)
             for observer in observers:
                 observer.response(record)
         self.proto.response_complete(self)
+
+    def record(self, status: int, sent: int, *, refused: bool) -> ResponseRecord:
+        """What the observers are told of this exchange's response."""
+        return ResponseRecord(
+            self.client,
+            self.method,
+            self.raw_path,
+            self.query_string,
+            self.http_version,
+            self.headers,
+            status,
+            sent,
+            time.monotonic() - self.started,
+            self.request_id,
+            refused,
+        )
 
 
 class _Span:
@@ -715,19 +719,7 @@ class HTTP11Protocol(asyncio.Protocol):
         the limits (protocols/observers.py, Rule 3)."""
         exchange = self.exchange
         if exchange is not None:  # refused mid-body: its head passed every check
-            record = ResponseRecord(
-                exchange.client,
-                exchange.method,
-                exchange.raw_path,
-                exchange.query_string,
-                exchange.http_version,
-                exchange.headers,
-                status,
-                sent,
-                time.monotonic() - exchange.started,
-                exchange.request_id,
-                True,
-            )
+            record = exchange.record(status, sent, refused=True)
         elif head is not None and status != 414:  # its line is within limit_request_line
             path, _, query = head.target.partition(b"?")
             record = ResponseRecord(
