@@ -40,7 +40,8 @@ from gunrunner.errors import (
 )
 from gunrunner.net import describe
 from gunrunner.preflight import uvloop_missing
-from gunrunner.protocols.http11 import ConnectionSettings, HTTP11Protocol
+from gunrunner.protocols.connection import ConnectionSettings
+from gunrunner.protocols.http11 import HTTP11Protocol
 from gunrunner.protocols.limits import Limits
 from gunrunner.protocols.websocket import WebSocketSettings
 from gunrunner.proxy import ProxyTrust
@@ -72,7 +73,7 @@ def new_event_loop(choice: str) -> asyncio.AbstractEventLoop:
             if choice == "uvloop":
                 raise uvloop_missing() from None
         else:
-            return uvloop.new_event_loop()  # type: ignore[no-any-return]
+            return uvloop.new_event_loop()  # type: ignore[no-any-return,unused-ignore]
     return asyncio.new_event_loop()
 
 

@@ -209,12 +209,15 @@ def test_client_gone_mid_file_leaves_the_worker_serving(big_file: Path, tmp_path
 
 
 def test_plain_tcp_uses_sendfile(big_file: Path) -> None:
-    """On plain TCP the bytes go by sendfile(2), not through Python (seen with strace)."""
+    """On plain TCP the bytes go by sendfile(2), not through Python (seen with strace).
+
+    asyncio's loop has loop.sendfile(); uvloop has not (it reads and writes the file).
+    """
     strace = shutil.which("strace")
     if strace is None:
         pytest.skip("strace is not installed (.ci/run installs it)")
     for app, target in ((WSGI, "/file"), (ASGI, "/pathsend")):
-        with running(app, "--workers", "1") as server:
+        with running(app, "--workers", "1", "--loop", "asyncio") as server:
             trace = subprocess.Popen(
                 [strace, "-f", "-e", "trace=sendfile", "-p", str(server.pid)],
                 stdout=subprocess.DEVNULL,
