@@ -116,6 +116,14 @@ class Options:
         choices=("auto", "asyncio", "uvloop"),
         help="Event loop: auto takes uvloop when it is installed.",
     )
+    http: str = option(
+        "auto",
+        kind=STR,
+        choices=("auto", "h11", "httptools"),
+        help="HTTP/1.1 parser: h11 (pure Python, the reference for behaviour) or httptools "
+        "(llhttp, faster; pip install 'gunrunner[fast]'). auto is h11 for now: httptools "
+        "is still being held to every one of h11's answers.",
+    )
     backlog: int = option(
         2048,
         kind=INT,

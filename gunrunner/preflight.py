@@ -77,6 +77,7 @@ def survey(loaded: config.Loaded, *, check_binds: bool = False, check_app: bool 
     tls = attempt("certfile", lambda: build_tls(options))
     checked.tls = tls if isinstance(tls, TLSServer) else None
     attempt("loop", lambda: _check_loop(options.loop))
+    attempt("http", lambda: _check_http(options.http))
     attempt("log_file", lambda: _check_writable("log_file", options.log_file))
     if options.access_log not in (None, "-", "off"):
         attempt("access_log", lambda: _check_writable("access_log", options.access_log))
@@ -109,6 +110,19 @@ def uvloop_missing() -> ConfigError:
 def _check_loop(choice: str) -> None:
     if choice == "uvloop" and importlib.util.find_spec("uvloop") is None:
         raise uvloop_missing()
+
+
+def httptools_missing() -> ConfigError:
+    return ConfigError(
+        'http = "httptools" but httptools is not installed; '
+        "pip install 'gunrunner[fast]' or use http = \"auto\"",
+        key="http",
+    )
+
+
+def _check_http(choice: str) -> None:
+    if choice == "httptools" and importlib.util.find_spec("httptools") is None:
+        raise httptools_missing()
 
 
 def _check_writable(key: str, path: str | None, *, replace: bool = False) -> None:

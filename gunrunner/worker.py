@@ -39,9 +39,8 @@ from gunrunner.errors import (
     GunrunnerError,
 )
 from gunrunner.net import describe
-from gunrunner.preflight import uvloop_missing
-from gunrunner.protocols.connection import ConnectionSettings
-from gunrunner.protocols.http11 import HTTP11Protocol
+from gunrunner.preflight import httptools_missing, uvloop_missing
+from gunrunner.protocols.connection import ConnectionSettings, HTTPConnection
 from gunrunner.protocols.limits import Limits
 from gunrunner.protocols.websocket import WebSocketSettings
 from gunrunner.proxy import ProxyTrust
@@ -75,6 +74,23 @@ def new_event_loop(choice: str) -> asyncio.AbstractEventLoop:
         else:
             return uvloop.new_event_loop()  # type: ignore[no-any-return,unused-ignore]
     return asyncio.new_event_loop()
+
+
+def http_driver(choice: str) -> type[HTTPConnection]:
+    """The HTTP/1.1 driver class for the `http` option.
+
+    auto is h11 until the httptools driver gives h11's answer to every conformance and
+    property case (issue #10); `http = "httptools"` opts in.
+    """
+    if choice == "httptools":
+        try:
+            from gunrunner.protocols.httptools_driver import HttpToolsProtocol
+        except ImportError:
+            raise httptools_missing() from None
+        return HttpToolsProtocol
+    from gunrunner.protocols.http11 import HTTP11Protocol
+
+    return HTTP11Protocol
 
 
 class Worker:
@@ -166,7 +182,7 @@ class Worker:
                 per_message_deflate=options.ws_per_message_deflate,
             ),
         )
-        factory = functools.partial(HTTP11Protocol, settings)
+        factory = functools.partial(http_driver(options.http), settings)
         acceptor = Acceptor(
             loop, self.ctx.sockets, factory, settings.connections, options.worker_connections
         )

@@ -175,6 +175,13 @@ class HTTPConnection(asyncio.Protocol):
         """Bytes received after the request in progress (handed on to a WebSocket)."""
         raise NotImplementedError
 
+    def write(self, data: bytes) -> None:
+        """Send `data` unless the transport is closing (uvloop raises on a write after
+        close(), which can come before connection_lost(); asyncio drops it)."""
+        transport = self.transport
+        if not transport.is_closing():
+            transport.write(data)
+
     # -- asyncio callbacks ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -382,11 +389,14 @@ class HTTPConnection(asyncio.Protocol):
         """
         log.debug("bad request from %s: %s (answering %d)", self.client, reason, status)
         exchange = self.exchange
-        if not (exchange is not None and exchange.response_started):
+        self.cancel_timer()
+        if self.transport.is_closing():
+            pass  # (already closed: a timer or a late event after a close)
+        elif not (exchange is not None and exchange.response_started):
             headers, body = refusal(status, reason)
             data = self.frame_refusal(status, headers, body)
             if data:
-                self.transport.write(data)
+                self.write(data)
                 if self.settings.observers:
                     if exchange is not None:
                         is_head = exchange.method == "HEAD"
@@ -531,7 +541,7 @@ class HTTPConnection(asyncio.Protocol):
             # RFC 9110 10.1.1: send 100 only once the app asks for the body.
             data = self.frame_continue()
             if data:
-                self.transport.write(data)
+                self.write(data)
         self.resume_for_body()
 
     def body_timed_out(self) -> None:

@@ -200,7 +200,7 @@ class HTTPExchange:
         except proto.bad_response as exc:
             proto.app_error(self, exc, status)
             return
-        proto.transport.write(data)
+        proto.write(data)
         self.complete()
 
     def start(self, status: int, headers: Headers) -> None:
@@ -231,7 +231,7 @@ class HTTPExchange:
             if self._pending_head:
                 out = self._pending_head + out
                 self._pending_head = b""
-            proto.transport.write(out)
+            proto.write(out)
             self.sent += len(data)
         if proto.write_paused:
             await proto.drain()
@@ -252,7 +252,7 @@ class HTTPExchange:
         out = self._pending_head + before
         self._pending_head = b""
         if out:
-            proto.transport.write(out)
+            proto.write(out)
         try:
             sent = await send_range(proto, file, offset, count, proto.limits.send_timeout)
         except OSError:
@@ -269,7 +269,7 @@ class HTTPExchange:
             self.abort()
             raise ClientDisconnected("response cut short: the file ended early")
         if after:
-            proto.transport.write(after)
+            proto.write(after)
         if proto.write_paused:
             await proto.drain()
 
@@ -284,7 +284,7 @@ class HTTPExchange:
         except proto.bad_response as exc:
             proto.app_error(self, exc, None)
             return
-        proto.transport.write(self._pending_head + out)
+        proto.write(self._pending_head + out)
         self._pending_head = b""
         self.complete()
 

@@ -44,7 +44,10 @@ class HTTP11Protocol(HTTPConnection):
 
     def __init__(self, settings: ConnectionSettings) -> None:
         super().__init__(settings)
-        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_head_size)
+        self.conn = self._new_h11()
+
+    def _new_h11(self) -> h11.Connection:
+        return h11.Connection(h11.SERVER, max_incomplete_event_size=self.limits.max_head_size)
 
     # -- bytes in ---------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
@@ -56,11 +59,19 @@ class HTTP11Protocol(HTTPConnection):
                 log.debug("TLS handshake on a plain-HTTP port from %s; closed", self.client)
                 self.transport.close()
                 return
-            if self.conn.their_state is h11.IDLE and not self.conn.trailing_data[0]:
-                data = skip_blank_lines(data)  # before a request (RFC 9112 2.2)
-                if not data:
-                    self.start_head_timer()
-                    return
+            if self.conn.their_state is h11.IDLE:
+                pending = self.conn.trailing_data[0]
+                if pending == b"\r" and first == 10:
+                    # A blank line cut between its CR and its LF: the CR came with the
+                    # request before (and waits in h11), the LF now.
+                    self.conn = self._new_h11()
+                    data = data[1:]
+                    pending = b""
+                if not pending:
+                    data = skip_blank_lines(data)  # before a request (RFC 9112 2.2)
+                    if not data:
+                        self.start_head_timer()
+                        return
         if self.last_request_read:
             return  # after the client's last request (close, HTTP/1.0) nothing is read
         self.start_head_timer()  # (only when idle: a new request begins)
@@ -189,9 +200,7 @@ class HTTP11Protocol(HTTPConnection):
         follows them."""
         pending = self.conn.trailing_data[0]
         if pending[:1] in (b"\r", b"\n"):
-            conn = self.conn = h11.Connection(
-                h11.SERVER, max_incomplete_event_size=self.limits.max_head_size
-            )
+            conn = self.conn = self._new_h11()
             rest = skip_blank_lines(pending)
             if rest:  # (receive_data(b"") would mean EOF to h11)
                 conn.receive_data(rest)

@@ -345,7 +345,8 @@ class WebSocketProtocol(asyncio.Protocol):
 
     # -- helpers --------------------------------------------------------------------------
     def _write(self, data: bytes) -> None:
-        if data and not self._lost:
+        # (uvloop raises on a write after close(), which can come before connection_lost)
+        if data and not self._lost and not self.transport.is_closing():
             self.transport.write(data)
 
     def _finish(self, code: int, reason: str) -> None:

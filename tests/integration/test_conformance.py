@@ -36,6 +36,7 @@ import trustme
 
 from tests.apps.conformance_apps import FIXED
 from tests.helpers import Server, start, wait_until
+from tests.helpers.drivers import FAST, FAST_INSTALLED, H11
 from tests.helpers.wire import Client, Reply, read_by_server, read_head, server_inode
 
 APPS = {
@@ -223,7 +224,15 @@ class Target:
 
 
 MATRIX = [
-    pytest.param((interface, workers, transport), id=f"{interface}-w{workers}-{transport}")
+    pytest.param(
+        (interface, workers, transport, driver),
+        id=f"{name}-{interface}-w{workers}-{transport}",
+        marks=skip,
+    )
+    for name, driver, skip in (
+        ("h11", H11, ()),
+        ("fast", FAST, pytest.mark.skipif(not FAST_INSTALLED, reason="pip install -e '.[fast]'")),
+    )
     for interface in APPS
     for workers in WORKERS
     for transport in TRANSPORTS
@@ -237,13 +246,14 @@ def target(
     tls_material: TLSMaterial,
 ) -> Iterator[Target]:
     """One server per (interface, workers, transport) for the whole module: booting is slow."""
-    interface, workers, transport = request.param
+    interface, workers, transport, driver = request.param
     hits_path = tmp_path_factory.mktemp("conformance") / "hits.jsonl"
     server = start(
         APPS[interface],
         "--workers", str(workers),
         *SERVER_ARGS,
         *transport_args(transport, tls_material),
+        *driver,
         ready=workers,
         env={"CONFORMANCE_HITS": str(hits_path)},
     )  # fmt: skip
@@ -257,6 +267,28 @@ def target(
             server.stop()
         finally:
             hits_path.unlink(missing_ok=True)
+
+
+# Where the httptools driver does not yet answer as h11 does: strict xfails (a case that
+# starts to pass fails the run, so this list only shrinks). A head llhttp refuses goes to
+# h11 for its verdict already; these are the ones left (issue #10).
+_LLHTTP_REFUSES = "llhttp refuses what h11 accepts"
+FAST_DIFFERS = {
+    "trailers-ignored": f"{_LLHTTP_REFUSES}: a Content-Length trailer",
+    "double-space-after-method": "llhttp accepts a request line h11 refuses (two spaces)",
+    "double-space-before-version": "llhttp accepts a request line h11 refuses (two spaces)",
+    "chunks-past-max": "the 413 comes, but the app is not told of the error",
+}
+
+
+@pytest.fixture(autouse=True)
+def _fast_driver_differs(request: pytest.FixtureRequest) -> None:
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is None or not callspec.id.startswith("fast-"):
+        return
+    for case, reason in FAST_DIFFERS.items():
+        if callspec.id.endswith(f"-{case}"):
+            request.node.add_marker(pytest.mark.xfail(reason=reason, strict=True))
 
 
 # -- helpers for the cases -----------------------------------------------------------------

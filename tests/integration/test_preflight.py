@@ -19,17 +19,33 @@ from tests.integration.test_cli import run_cli
 # -- one preflight ----------------------------------------------------------------------
 
 
-def test_uvloop_missing_is_refused_before_any_fork() -> None:
-    """--loop uvloop without uvloop: exit 2 at once, naming the option (was: an endless
-    respawn loop that never said why)."""
-    if _has("uvloop"):
-        pytest.skip("uvloop is installed here")
-    server = start("tests.apps.basic:wsgi_pid", "-w", "2", "--loop", "uvloop", wait=False)
+@pytest.mark.parametrize(
+    ("option", "module"), [("loop", "uvloop"), ("http", "httptools")], ids=["loop", "http"]
+)
+def test_fast_module_missing_is_refused_before_any_fork(
+    tmp_path: Path, option: str, module: str
+) -> None:
+    """--loop uvloop without uvloop (or --http httptools without httptools): exit 2 at
+    once, naming the option (was: an endless respawn loop that never said why).
+
+    The module is hidden from the server whether it is installed or not: a
+    sitecustomize.py on PYTHONPATH makes its import fail as a missing module does.
+    """
+    (tmp_path / "sitecustomize.py").write_text(f"import sys\nsys.modules[{module!r}] = None\n")
+    server = start(
+        "tests.apps.basic:wsgi_pid",
+        "-w",
+        "2",
+        f"--{option}",
+        module,
+        wait=False,
+        env={"PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])},
+    )
     try:
         assert server.wait_exit(20) == 2, server.log()
     finally:
         server.stop()  # and no worker left behind, had any been started
-    assert 'loop = "uvloop" but uvloop is not installed' in server.log()
+    assert f'{option} = "{module}" but {module} is not installed' in server.log()
     assert "started worker" not in server.log()
 
 

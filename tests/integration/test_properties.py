@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 from gunrunner.protocols import chunk_header
 from tests.apps.http_apps import HELLO
 from tests.helpers import Server, running
+from tests.helpers.drivers import driver_params
 from tests.helpers.wire import Client, Reply, Silent, get, wait_read
 
 WSGI = "tests.apps.http_apps:wsgi_app"
@@ -101,13 +102,28 @@ class Live:
             assert sign not in log, f"{sign!r} in the server log:\n{log}"
 
 
-@pytest.fixture(scope="module", params=[WSGI, ASGI], ids=["wsgi", "asgi"])
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param((app, driver), id=f"{name}-{kind}", marks=driver_param.marks)
+        # The httptools driver joins once it gives h11's answer to every property case
+        # (issue #10: pipelined heads llhttp refuses, the segmentation of a head over the
+        # size limit).
+        # The httptools driver joins once it gives h11's answer to every property case
+        # (issue #10 left: a lone CR between requests, which llhttp skips and h11 does not).
+        for driver_param in driver_params()[:1]
+        for name, driver in [(driver_param.id, driver_param.values[0])]
+        for app, kind in ((WSGI, "wsgi"), (ASGI, "asgi"))
+    ],
+)
 def live(request: pytest.FixtureRequest) -> Iterator[Live]:
-    """One two-worker server per app for the whole module (starting one per example is slow)."""
-    with running(request.param, *SERVER_ARGS, ready=2) as server:
+    """One two-worker server per app and driver for the whole module (starting one per
+    example is slow)."""
+    app, driver = request.param
+    with running(app, *SERVER_ARGS, *driver, ready=2) as server:
         workers = sorted(server.workers())
         assert len(workers) == 2
-        state = Live(server, request.param, workers)
+        state = Live(server, app, workers)
         yield state
         state.assert_healthy()
 
