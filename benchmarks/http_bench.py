@@ -10,28 +10,29 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
 import shlex
 import shutil
 import statistics
-import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from benchlib import (
+    LOAD_CPU,
     LOOPBACK,
+    SERVER_CPU,
     BenchError,
     ServerProcess,
+    can_pin,
     free_port,
     module_available,
+    pinned,
     raise_on_sigterm,
+    stop_all,
 )
+from loads import LoadResult, run_wrk
 
-SERVER_CPU = "0"
-WRK_CPU = "1"
 WARMUP_SECONDS = 2
 ASGI_APP = "examples.hello_asgi:app"
 WSGI_APP = "examples.hello_wsgi:application"
@@ -43,20 +44,6 @@ class ServerSpec:
     interface: str
     module: str  # must be importable, else the server is skipped
     argv: Callable[[int], list[str]]  # port -> command line (without taskset)
-
-
-@dataclass
-class WrkResult:
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    requests: int
-    non_2xx: int
-    socket_errors: int
-
-    @property
-    def errors(self) -> int:
-        return self.non_2xx + self.socket_errors
 
 
 def server_specs(args: argparse.Namespace) -> list[ServerSpec]:
@@ -116,18 +103,6 @@ def available_specs(specs: list[ServerSpec]) -> list[ServerSpec]:
     return ready
 
 
-def can_pin() -> bool:
-    """Pinning needs taskset and both CPUs in our affinity mask."""
-    if shutil.which("taskset") is None:
-        print("taskset not found: running UNPINNED (server and wrk share CPUs)")
-        return False
-    cpus = os.sched_getaffinity(0)
-    if not {int(SERVER_CPU), int(WRK_CPU)} <= cpus:
-        print(f"CPUs {SERVER_CPU},{WRK_CPU} not both available ({sorted(cpus)}): running UNPINNED")
-        return False
-    return True
-
-
 def warn_uvloop(specs: list[ServerSpec]) -> None:
     """gunrunner's --loop auto picks uvloop, while uvicorn here runs plain asyncio."""
     if any(s.name == "gunrunner-asgi" for s in specs) and module_available("uvloop"):
@@ -137,78 +112,16 @@ def warn_uvloop(specs: list[ServerSpec]) -> None:
         )
 
 
-def pinned(cpu: str, argv: list[str], pin: bool) -> list[str]:
-    return ["taskset", "-c", cpu, *argv] if pin else argv
-
-
-# --- wrk output parsing -------------------------------------------------------
-
-_TIME_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
-_RPS = re.compile(r"^Requests/sec:\s+([\d.]+)", re.M)
-_REQUESTS = re.compile(r"^\s*(\d+) requests in ", re.M)
-_NON_2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
-_SOCKET_ERRORS = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
-
-
-def _percentile_ms(text: str, pct: str) -> float:
-    match = re.search(rf"^\s*{pct}%\s+([\d.]+)(us|ms|s|m|h)\s*$", text, re.M)
-    if match is None:
-        raise BenchError(f"wrk output has no {pct}% latency line:\n{text}")
-    return float(match.group(1)) * _TIME_UNITS_MS[match.group(2)]
-
-
-def parse_wrk(text: str) -> WrkResult:
-    rps = _RPS.search(text)
-    requests = _REQUESTS.search(text)
-    if rps is None or requests is None:
-        raise BenchError(f"cannot parse wrk output:\n{text}")
-    non_2xx = _NON_2XX.search(text)
-    sock = _SOCKET_ERRORS.search(text)
-    return WrkResult(
-        rps=float(rps.group(1)),
-        p50_ms=_percentile_ms(text, "50"),
-        p99_ms=_percentile_ms(text, "99"),
-        requests=int(requests.group(1)),
-        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
-        socket_errors=sum(int(n) for n in sock.groups()) if sock else 0,
-    )
-
-
-def run_wrk(port: int, duration: int, connections: int, pin: bool) -> str:
-    argv = [
-        "wrk",
-        "-t1",
-        f"-c{connections}",
-        f"-d{duration}s",
-        "--latency",
-        f"http://{LOOPBACK}:{port}/",
-    ]
-    try:
-        done = subprocess.run(
-            pinned(WRK_CPU, argv, pin),
-            check=False,
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=duration + 30,  # wrk stops itself; this only bounds a hang
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise BenchError(f"wrk did not finish within {duration + 30} s") from exc
-    if done.returncode != 0:
-        raise BenchError(f"wrk exited {done.returncode}: {done.stderr.strip() or done.stdout}")
-    return done.stdout
-
-
 # --- measuring ------------------------------------------------------------------
 
 
-def measure(spec: ServerSpec, args: argparse.Namespace, pin: bool) -> WrkResult:
+def measure(spec: ServerSpec, args: argparse.Namespace, pin: bool) -> LoadResult:
     """Fresh server per run: start, wait for 200, warm up, measure, stop."""
     port = free_port()
     with ServerProcess(spec.name, pinned(SERVER_CPU, spec.argv(port), pin), port) as server:
         server.wait_ready()
         run_wrk(port, WARMUP_SECONDS, args.connections, pin)
-        result = parse_wrk(run_wrk(port, args.duration, args.connections, pin))
+        result = run_wrk(port, args.duration, args.connections, pin)
         if server.proc is not None and server.proc.poll() is not None:
             raise BenchError(f"{spec.name} died during the run:\n{server.output_tail()}")
         return result
@@ -216,9 +129,9 @@ def measure(spec: ServerSpec, args: argparse.Namespace, pin: bool) -> WrkResult:
 
 def run_rounds(
     specs: list[ServerSpec], args: argparse.Namespace, pin: bool
-) -> tuple[dict[str, list[WrkResult]], dict[str, str]]:
+) -> tuple[dict[str, list[LoadResult]], dict[str, str]]:
     """Interleave: each round runs every server once; a failing server drops out."""
-    results: dict[str, list[WrkResult]] = {s.name: [] for s in specs}
+    results: dict[str, list[LoadResult]] = {s.name: [] for s in specs}
     failed: dict[str, str] = {}
     for rnd in range(args.rounds):
         # Rotate the order each round so no server always runs first/last.
@@ -248,7 +161,7 @@ def fmt_ms(ms: float) -> str:
     return f"{ms * 1000:.0f} us" if ms < 1 else f"{ms:.2f} ms"
 
 
-def summarize(runs: list[WrkResult]) -> dict[str, Any]:
+def summarize(runs: list[LoadResult]) -> dict[str, Any]:
     return {
         "rps": statistics.median(r.rps for r in runs),
         "rps_min": min(r.rps for r in runs),
@@ -295,7 +208,7 @@ def write_json(
     args: argparse.Namespace,
     *,
     pin: bool,
-    results: dict[str, list[WrkResult]],
+    results: dict[str, list[LoadResult]],
     summary: dict[str, dict[str, Any]],
     failed: dict[str, str],
 ) -> None:
@@ -352,10 +265,13 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{len(specs)} servers x {args.rounds} rounds, {args.duration} s each"
         f" (+{WARMUP_SECONDS} s warm-up), {args.connections} connections,"
-        f" {'server on CPU ' + SERVER_CPU + ', wrk on CPU ' + WRK_CPU if pin else 'unpinned'}",
+        f" {'server on CPU ' + SERVER_CPU + ', wrk on CPU ' + LOAD_CPU if pin else 'unpinned'}",
         flush=True,
     )
-    results, failed = run_rounds(specs, args, pin)
+    try:
+        results, failed = run_rounds(specs, args, pin)
+    finally:
+        stop_all()
     summary = {name: summarize(runs) for name, runs in results.items() if runs}
     print_table(specs, summary, failed)
     if args.json:

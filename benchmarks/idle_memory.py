@@ -310,9 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         raise_nofile(args.connections + WARMUP_CONNECTIONS + 256)
         samples = []
         for i in range(1, args.repeat + 1):
-            samples.append(
-                measure_once(args.server, args.connections, args.settle, extra, tls)
-            )
+            samples.append(measure_once(args.server, args.connections, args.settle, extra, tls))
             print_sample(i, samples[-1])
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
