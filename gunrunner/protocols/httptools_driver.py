@@ -33,6 +33,7 @@ from gunrunner.apps.types import Headers
 from gunrunner.protocols.connection import ConnectionSettings, HTTPConnection
 from gunrunner.protocols.exchange import HTTPExchange
 from gunrunner.protocols.framing import BadResponse, Framer
+from gunrunner.protocols.request_head import skip_blank_lines
 from gunrunner.protocols.responses import REASONS
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 _VERSIONS = {"1.1": b"1.1", "1.0": b"1.0"}
 # Queued events of a pipelined request (Rule 1).
 _HEAD, _BODY, _END, _ERROR, _HANDOFF = range(5)
+_BLANK = (13, 10)  # CR, LF
 
 
 class HttpToolsProtocol(HTTPConnection):
@@ -78,6 +80,8 @@ class HttpToolsProtocol(HTTPConnection):
         self._body_here = 0  # body bytes of the message in progress in this read
         self._chunked = False  # the message in progress has a chunked body
         self._head_done_before = False  # its head was complete before this read began
+        self._cr_pending = False  # a lone CR came after the last request: h11 waits too
+        self._has_host = False  # the head in progress has a Host field
 
     # -- bytes in ---------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
@@ -90,6 +94,11 @@ class HttpToolsProtocol(HTTPConnection):
             self.transport.close()
             return
         self.start_head_timer()  # (only when idle: a new request begins)
+        if not self._in_message and (self._cr_pending or data[0] in _BLANK):
+            blank = self._blank_lines(data)
+            if blank is None:
+                return
+            data = blank
         self._data = data
         self._completed_here = False
         self._body_here = 0
@@ -111,6 +120,10 @@ class HttpToolsProtocol(HTTPConnection):
             else:
                 self._event(_ERROR, self._error_status(exc), str(exc) or "malformed request")
         else:
+            if data[-1] == 13 and self._completed_here and not self._in_message:
+                end = self._next_start()
+                if end >= 0 and skip_blank_lines(data[end:]) == b"\r":
+                    self._cr_pending = True  # llhttp took it in silence; h11 would wait
             if self._in_head:
                 limit = self.limits.max_head_size
                 if self._raw is not None:
@@ -121,6 +134,23 @@ class HttpToolsProtocol(HTTPConnection):
                     self._event(_ERROR, 431, f"request head larger than {limit} bytes")
         if not self.transport.is_closing():
             self.dispatch()
+
+    def _blank_lines(self, data: bytes) -> bytes | None:
+        """Blank lines before a request, skipped as the h11 driver skips them (llhttp
+        skips a lone CR too, h11 does not); what is left to parse, or None."""
+        if self._cr_pending:
+            self._cr_pending = False
+            data = b"\r" + data
+        data = skip_blank_lines(data)
+        if not data:
+            return None
+        if data[0] == 13:
+            if data == b"\r":
+                self._cr_pending = True  # its LF may follow
+            else:
+                self._event(_HANDOFF, data)  # a lone CR: h11 decides (Rule 2)
+            return None
+        return data
 
     def _hand_to_h11(self, raw: bytes) -> None:
         """llhttp refused a head that h11 may accept (a method llhttp does not know, LF
@@ -161,6 +191,7 @@ class HttpToolsProtocol(HTTPConnection):
         self._headers = []
         self._in_head = True
         self._framing_fields = False
+        self._has_host = False
         self._chunked = False
 
     def _next_start(self) -> int:
@@ -189,6 +220,8 @@ class HttpToolsProtocol(HTTPConnection):
         name = name.lower()
         if name in _FRAMING:
             self._framing_fields = True
+            if name == b"host":
+                self._has_host = True
         self._headers.append((name, value.strip(b" \t")))  # OWS is not the value's
 
     def on_headers_complete(self) -> None:
@@ -200,6 +233,10 @@ class HttpToolsProtocol(HTTPConnection):
         version = _VERSIONS.get(text) or text.encode("ascii")
         if version == b"0.9":  # llhttp's reading of a request line without a version
             self._event(_ERROR, 400, "illegal request line")
+            return
+        if version == b"1.1" and not self._has_host:
+            # h11's rule, before an absolute-form target could lend its authority.
+            self._event(_ERROR, 400, "Missing mandatory Host: header")
             return
         if self._framing_fields:
             self._chunked = any(name == b"transfer-encoding" for name, _ in self._headers)
@@ -343,7 +380,7 @@ class HttpToolsProtocol(HTTPConnection):
         return self._request_done and self._keep_alive and self.framer.keep_alive
 
     def partial_head_buffered(self) -> bool:
-        return self._in_head or bool(self._queue)
+        return self._in_head or self._cr_pending or bool(self._queue)
 
     def buffered_bytes(self) -> bytes:
         return self._trailing
@@ -354,7 +391,7 @@ class HttpToolsProtocol(HTTPConnection):
         self._method = b""
         queue = self._queue
         if not self.paused_for_cycle:
-            self.arm_idle_timer()
+            self.after_cycle()
             return
         # Events of pipelined requests are queued: serve them now.
         while queue and self.exchange is None:
