@@ -59,19 +59,11 @@ class HTTP11Protocol(HTTPConnection):
                 log.debug("TLS handshake on a plain-HTTP port from %s; closed", self.client)
                 self.transport.close()
                 return
-            if self.conn.their_state is h11.IDLE:
-                pending = self.conn.trailing_data[0]
-                if pending == b"\r" and first == 10:
-                    # A blank line cut between its CR and its LF: the CR came with the
-                    # request before (and waits in h11), the LF now.
-                    self.conn = self._new_h11()
-                    data = data[1:]
-                    pending = b""
-                if not pending:
-                    data = skip_blank_lines(data)  # before a request (RFC 9112 2.2)
-                    if not data:
-                        self.start_head_timer()
-                        return
+            if self.conn.their_state is h11.IDLE and not self.conn.trailing_data[0]:
+                data = skip_blank_lines(data)  # before a request (RFC 9112 2.2)
+                if not data:
+                    self.start_head_timer()
+                    return
         if self.last_request_read:
             return  # after the client's last request (close, HTTP/1.0) nothing is read
         self.start_head_timer()  # (only when idle: a new request begins)

@@ -80,7 +80,6 @@ class HttpToolsProtocol(HTTPConnection):
         self._body_here = 0  # body bytes of the message in progress in this read
         self._chunked = False  # the message in progress has a chunked body
         self._head_done_before = False  # its head was complete before this read began
-        self._cr_pending = False  # a lone CR came after the last request: h11 waits too
         self._has_host = False  # the head in progress has a Host field
 
     # -- bytes in ---------------------------------------------------------------------------
@@ -94,7 +93,7 @@ class HttpToolsProtocol(HTTPConnection):
             self.transport.close()
             return
         self.start_head_timer()  # (only when idle: a new request begins)
-        if not self._in_message and (self._cr_pending or data[0] in _BLANK):
+        if not self._in_message and data[0] in _BLANK:
             blank = self._blank_lines(data)
             if blank is None:
                 return
@@ -123,7 +122,9 @@ class HttpToolsProtocol(HTTPConnection):
             if data[-1] == 13 and self._completed_here and not self._in_message:
                 end = self._next_start()
                 if end >= 0 and skip_blank_lines(data[end:]) == b"\r":
-                    self._cr_pending = True  # llhttp took it in silence; h11 would wait
+                    # A lone CR after a request: llhttp took it in silence; h11 refuses
+                    # it as a request line once the response before it is out.
+                    self._event(_HANDOFF, b"\r")
             if self._in_head:
                 limit = self.limits.max_head_size
                 if self._raw is not None:
@@ -137,18 +138,12 @@ class HttpToolsProtocol(HTTPConnection):
 
     def _blank_lines(self, data: bytes) -> bytes | None:
         """Blank lines before a request, skipped as the h11 driver skips them (llhttp
-        skips a lone CR too, h11 does not); what is left to parse, or None."""
-        if self._cr_pending:
-            self._cr_pending = False
-            data = b"\r" + data
+        skips a lone CR too, h11 refuses it); what is left to parse, or None."""
         data = skip_blank_lines(data)
         if not data:
             return None
         if data[0] == 13:
-            if data == b"\r":
-                self._cr_pending = True  # its LF may follow
-            else:
-                self._event(_HANDOFF, data)  # a lone CR: h11 decides (Rule 2)
+            self._event(_HANDOFF, data)  # a lone CR: h11 decides (Rule 2)
             return None
         return data
 
@@ -380,7 +375,7 @@ class HttpToolsProtocol(HTTPConnection):
         return self._request_done and self._keep_alive and self.framer.keep_alive
 
     def partial_head_buffered(self) -> bool:
-        return self._in_head or self._cr_pending or bool(self._queue)
+        return self._in_head or bool(self._queue)
 
     def buffered_bytes(self) -> bytes:
         return self._trailing

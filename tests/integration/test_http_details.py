@@ -10,6 +10,7 @@ import pytest
 
 from tests.apps.http_apps import HELLO
 from tests.helpers import Server, http_get, running
+from tests.helpers.drivers import driver_params
 from tests.helpers.wire import Client, exchange, parse_responses
 
 WSGI = "tests.apps.http_apps:wsgi_app"
@@ -166,3 +167,25 @@ def test_half_close_mid_request_is_a_disconnect(shared: Server, partial: bytes) 
         assert client.response("POST") is None
         client.expect_close(within=2)
     assert http_get(shared.url, "/hello").content == HELLO
+
+
+# -- blank lines and a lone CR between requests ------------------------------------------
+
+
+@pytest.mark.parametrize("driver", driver_params())
+def test_lone_cr_after_a_request_is_refused_on_both_drivers(driver: tuple[str, ...]) -> None:
+    """Blank lines (CRLF) before a request are skipped; a lone CR after a request is a bad
+    request line: h11 answers the request, then 400 and a close. llhttp skips the CR in
+    silence, so the httptools driver hands it to h11 for the same answer."""
+    request = b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"
+    with running(ASGI, *ONE, *driver, ready=1) as server:
+        with Client.connect(server) as client:
+            client.send(b"\r\n" + request + b"\r\n")
+            assert client.expect_response().status == 200
+            client.send(request)
+            assert client.expect_response().status == 200
+        with Client.connect(server) as client:
+            client.send(request + b"\r")
+            assert client.expect_response().status == 200
+            assert client.expect_response().status == 400
+            client.expect_close()
