@@ -40,8 +40,9 @@ from gunrunner.errors import (
 )
 from gunrunner.net import describe
 from gunrunner.preflight import httptools_missing, uvloop_missing
-from gunrunner.protocols.connection import ConnectionSettings, HTTPConnection
+from gunrunner.protocols.connection import HTTPConnection
 from gunrunner.protocols.limits import Limits
+from gunrunner.protocols.settings import ConnectionSettings
 from gunrunner.protocols.websocket import WebSocketSettings
 from gunrunner.proxy import ProxyTrust
 from gunrunner.status import STATUS_READY, Heartbeat, error_message, report

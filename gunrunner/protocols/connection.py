@@ -35,58 +35,22 @@ import asyncio
 import logging
 import socket
 import time
-from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, ClassVar, NamedTuple
 
 from gunrunner.apps.types import (
     INTERNAL_ERROR,
-    AppBridge,
     ClientDisconnected,
     Headers,
     internal_error_headers,
 )
 from gunrunner.protocols.exchange import HTTPExchange
-from gunrunner.protocols.limits import Limits
-from gunrunner.protocols.observers import ResponseObserver, ResponseRecord
+from gunrunner.protocols.observers import ResponseRecord, refused_head_record
 from gunrunner.protocols.request_head import PASSED, apply_forwarded, check_head, request_id
 from gunrunner.protocols.responses import HAS_NO_BODY, date_header, refusal
-from gunrunner.protocols.websocket import WebSocketProtocol, WebSocketSettings
-from gunrunner.proxy import ProxyTrust
-from gunrunner.tls import TLSServer
+from gunrunner.protocols.settings import ConnectionSettings
+from gunrunner.protocols.websocket import WebSocketProtocol
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(eq=False, slots=True)
-class ConnectionSettings:
-    """What every connection of a worker shares: bridge, limits, the drain flag."""
-
-    bridge: AppBridge
-    _: KW_ONLY
-    limits: Limits
-    server_header: bool
-    scheme: str = "http"
-    websocket: WebSocketSettings | None = None
-    proxy: ProxyTrust | None = None
-    # Told about every response sent, answered or refused (the access log, metrics).
-    observers: tuple[ResponseObserver, ...] = ()
-    tls: TLSServer | None = None  # set: connections arrive TLS-wrapped (scheme https)
-    # HTTPConnection and WebSocketProtocol: each has close_when_idle() and transport.
-    connections: set[Any] = field(default_factory=set)
-    draining: bool = False
-
-    def drain(self, *, close_idle: bool = False) -> None:
-        """Stop keeping connections alive: each closes after its next response, or when
-        its keep-alive timer runs out if no request comes first (close_when_idle()).
-
-        `close_idle` closes idle keep-alive connections at once instead (dev reload: the
-        next request must see the new code; a browser resends a GET on such a close).
-        """
-        self.draining = True
-        for connection in list(self.connections):
-            connection.close_when_idle()
-            if close_idle and isinstance(connection, HTTPConnection):
-                connection.close_if_idle()
 
 
 class RequestLine(NamedTuple):
@@ -361,24 +325,15 @@ class HTTPConnection(asyncio.Protocol):
             return
         self.cancel_timer()
         settings.connections.discard(self)
-        trailing = self.buffered_bytes()
-        proto = WebSocketProtocol(
+        WebSocketProtocol.take_over(
             settings.websocket,
             settings.connections,
             settings.bridge,  # type: ignore[arg-type]
             self.transport,
-            path=exchange.path,
-            raw_path=exchange.raw_path,
-            query_string=exchange.query_string,
-            headers=exchange.headers,
-            http_version=exchange.http_version,
-            scheme=exchange.scheme,
-            client=exchange.client,
-            server=exchange.server,
-            tls=exchange.tls,
+            request=exchange,
+            target=target,
+            trailing=self.buffered_bytes(),
         )
-        self.transport.set_protocol(proto)
-        proto.start(exchange.headers, target, trailing)
 
     # -- refusals -------------------------------------------------------------------------
     def reject(self, status: int, reason: str, head: RequestLine | None = None) -> None:
@@ -414,20 +369,7 @@ class HTTPConnection(asyncio.Protocol):
         if exchange is not None:  # refused mid-body: its head passed every check
             record = exchange.record(status, sent, refused=True)
         elif head is not None and status != 414:  # its line is within limit_request_line
-            path, _, query = head.target.partition(b"?")
-            record = ResponseRecord(
-                self.client,
-                head.method.decode("ascii"),
-                path,
-                query,
-                head.http_version.decode("ascii"),
-                [] if status == 431 else list(head.headers),
-                status,
-                sent,
-                0.0,
-                None,
-                True,
-            )
+            record = refused_head_record(self.client, *head, status=status, sent=sent)
         else:  # no head (garbage, too large, too slow) or a line too long to log
             record = ResponseRecord(
                 self.client, None, b"", b"", "", [], status, sent, 0.0, None, True

@@ -21,10 +21,11 @@ import h11
 
 from gunrunner.apps.types import Headers
 from gunrunner.protocols import chunk_header
-from gunrunner.protocols.connection import ConnectionSettings, HTTPConnection
+from gunrunner.protocols.connection import HTTPConnection
 from gunrunner.protocols.exchange import BODY_HIGH_WATER, HTTPExchange
 from gunrunner.protocols.request_head import skip_blank_lines
 from gunrunner.protocols.responses import REASONS
+from gunrunner.protocols.settings import ConnectionSettings
 
 __all__ = ["BODY_HIGH_WATER", "ConnectionSettings", "HTTP11Protocol", "keep_http10_alive"]
 

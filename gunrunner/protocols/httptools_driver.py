@@ -30,11 +30,12 @@ from typing import Any
 import httptools
 
 from gunrunner.apps.types import Headers
-from gunrunner.protocols.connection import ConnectionSettings, HTTPConnection
+from gunrunner.protocols.connection import HTTPConnection
 from gunrunner.protocols.exchange import HTTPExchange
 from gunrunner.protocols.framing import BadResponse, Framer
 from gunrunner.protocols.request_head import skip_blank_lines
 from gunrunner.protocols.responses import REASONS
+from gunrunner.protocols.settings import ConnectionSettings
 
 log = logging.getLogger(__name__)
 

@@ -44,3 +44,31 @@ class ResponseObserver(Protocol):
     """Told about every response a worker sends (on the event loop thread)."""
 
     def response(self, record: ResponseRecord) -> None: ...
+
+
+def refused_head_record(
+    client: tuple[str, int] | None,
+    method: bytes,
+    target: bytes,
+    http_version: bytes,
+    headers: Headers,
+    *,
+    status: int,
+    sent: int,
+) -> ResponseRecord:
+    """The record of a request head refused before it reached the app (Rule 3: a head
+    too large, 431, carries no headers)."""
+    path, _, query = target.partition(b"?")
+    return ResponseRecord(
+        client,
+        method.decode("ascii"),
+        path,
+        query,
+        http_version.decode("ascii"),
+        [] if status == 431 else list(headers),
+        status,
+        sent,
+        0.0,
+        None,
+        True,
+    )

@@ -34,7 +34,7 @@ from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from gunrunner.apps.types import Headers, WebSocketBridge, WebSocketClosed
+from gunrunner.apps.types import Exchange, Headers, WebSocketBridge, WebSocketClosed
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +137,39 @@ class WebSocketProtocol(asyncio.Protocol):
         self._close_timer: asyncio.TimerHandle | None = None
         self._ping_timer: asyncio.TimerHandle | None = None
         self._ping_payload: bytes | None = None
+
+    @classmethod
+    def take_over(
+        cls,
+        settings: WebSocketSettings,
+        connections: set[Any],
+        bridge: WebSocketBridge,
+        transport: asyncio.Transport,
+        *,
+        request: Exchange,
+        target: bytes,
+        trailing: bytes,
+    ) -> WebSocketProtocol:
+        """Take `transport` over from an HTTP driver, after the upgrade `request` (whose
+        raw target is `target`; `trailing`: bytes the client sent after it)."""
+        proto = cls(
+            settings,
+            connections,
+            bridge,
+            transport,
+            path=request.path,
+            raw_path=request.raw_path,
+            query_string=request.query_string,
+            headers=request.headers,
+            http_version=request.http_version,
+            scheme=request.scheme,
+            client=request.client,
+            server=request.server,
+            tls=request.tls,
+        )
+        transport.set_protocol(proto)
+        proto.start(request.headers, target, trailing)
+        return proto
 
     # -- start ----------------------------------------------------------------------------
     def start(self, raw_headers: Headers, target: bytes, trailing: bytes) -> None:

@@ -13,12 +13,12 @@ import pytest
 from gunrunner.apps.types import ClientDisconnected
 from gunrunner.config import Options
 from gunrunner.protocols.chunk_header import CHUNK_HEADER
-from gunrunner.protocols.connection import ConnectionSettings
 from gunrunner.protocols.exchange import BODY_HIGH_WATER
 from gunrunner.protocols.http11 import HTTP11Protocol, keep_http10_alive
 from gunrunner.protocols.limits import Limits
 from gunrunner.protocols.observers import ResponseRecord
 from gunrunner.protocols.responses import date_header
+from gunrunner.protocols.settings import ConnectionSettings
 from tests.helpers.fakes import FakeClock, FakeTransport, in_loop
 
 
