@@ -11,9 +11,11 @@ Rules:
    request that arrive while a response is under way wait in `_queue` (reading pauses),
    and are replayed once that response completed.
 2. A head llhttp refuses is handed, with the rest of the connection, to the h11 driver
-   (`_hand_to_h11`): the reference decides, and answers. Where that head's first byte is
-   not known (it follows another request in the same read) or the error is in a body,
-   the answer is 400 (501 for a transfer coding), after the responses before it.
+   (`_hand_to_h11`): the reference decides, and answers. That head's first byte is found
+   in the read from the end of the request before it (its head, then its Content-Length
+   body or its chunk framing, walked by chunk_walk.py). Where it cannot be found, or
+   the error is in a body, the answer is 400 (501 for a transfer coding), after the
+   responses before it.
 3. A head still incomplete past max_head_size bytes gets 431, as h11's
    max_incomplete_event_size does.
 4. After a request that ends the connection (Connection: close, HTTP/1.0 without
@@ -30,6 +32,7 @@ from typing import Any
 import httptools
 
 from gunrunner.apps.types import Headers
+from gunrunner.protocols.chunk_walk import ChunkWalk
 from gunrunner.protocols.connection import HTTPConnection
 from gunrunner.protocols.exchange import HTTPExchange
 from gunrunner.protocols.framing import BadResponse, Framer
@@ -80,6 +83,7 @@ class HttpToolsProtocol(HTTPConnection):
         self._head_raw: bytes | None = None  # the last head, from its first byte on
         self._body_here = 0  # body bytes of the message in progress in this read
         self._chunked = False  # the message in progress has a chunked body
+        self._walk: ChunkWalk | None = None  # the framing of that body (chunk_walk.py)
         self._head_done_before = False  # its head was complete before this read began
         self._has_host = False  # the head in progress has a Host field
 
@@ -120,6 +124,8 @@ class HttpToolsProtocol(HTTPConnection):
             else:
                 self._event(_ERROR, self._error_status(exc), str(exc) or "malformed request")
         else:
+            if self._chunked and self._in_message and not self._in_head:
+                self._walk_on(data)  # a chunked body goes on into the next read
             if data[-1] == 13 and self._completed_here and not self._in_message:
                 end = self._next_start()
                 if end >= 0 and skip_blank_lines(data[end:]) == b"\r":
@@ -136,6 +142,13 @@ class HttpToolsProtocol(HTTPConnection):
                     self._event(_ERROR, 431, f"request head larger than {limit} bytes")
         if not self.transport.is_closing():
             self.dispatch()
+
+    def _walk_on(self, data: bytes) -> None:
+        walk, start = self._walk, self._body_start()
+        if walk is not None and start >= 0:
+            walk.feed(data, start)
+        else:
+            self._walk = None  # (lost: the next head's start is not known)
 
     def _blank_lines(self, data: bytes) -> bytes | None:
         """Blank lines before a request, skipped as the h11 driver skips them (llhttp
@@ -192,10 +205,18 @@ class HttpToolsProtocol(HTTPConnection):
 
     def _next_start(self) -> int:
         """Where the request that begins now starts in the read (-1: not known)."""
+        start = self._body_start()
+        if start < 0:
+            return -1
         if self._chunked:
-            return -1  # (chunk framing is not counted here)
-        if self._head_done_before:  # began in an earlier read, head and all: body here
-            return self._body_here
+            walk = self._walk
+            return walk.feed(self._data, start) if walk is not None else -1
+        return start + self._body_here
+
+    def _body_start(self) -> int:
+        """Where the body of the last request begins in the read (0: before it)."""
+        if self._head_done_before:  # began in an earlier read, head and all
+            return 0
         head = self._head_raw  # from the head's first byte to the end of this read
         if head is None:
             return -1
@@ -205,7 +226,7 @@ class HttpToolsProtocol(HTTPConnection):
         end = head.find(b"\r\n\r\n", at)  # llhttp takes CRLF only
         if end < 0:
             return -1
-        return len(self._data) - len(head) + end + 4 + self._body_here
+        return len(self._data) - len(head) + end + 4
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -236,6 +257,7 @@ class HttpToolsProtocol(HTTPConnection):
             return
         if self._framing_fields:
             self._chunked = any(name == b"transfer-encoding" for name, _ in self._headers)
+            self._walk = ChunkWalk() if self._chunked else None
             refused = _normalize_framing(self._headers)
             if refused is not None:
                 self._event(_ERROR, *refused)

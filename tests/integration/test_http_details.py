@@ -189,3 +189,19 @@ def test_lone_cr_after_a_request_is_refused_on_both_drivers(driver: tuple[str, .
             assert client.expect_response().status == 200
             assert client.expect_response().status == 400
             client.expect_close()
+
+
+@pytest.mark.parametrize("driver", driver_params())
+def test_a_method_llhttp_does_not_know_after_a_chunked_request(driver: tuple[str, ...]) -> None:
+    """An extension method (any token is a method) pipelined after a chunked request in
+    the same read is served. llhttp refuses methods it does not know, so the httptools
+    driver walks the chunk framing to find where that head begins and hands it to h11."""
+    first = b"POST /hello HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    body = b"3;ext=1\r\n0\r\n\r\n" + b"0\r\n" + b"X-Trailer: 1\r\n\r\n"  # data: 0 CR LF
+    second = b"FROB /scope HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok"
+    with running(ASGI, *ONE, *driver, ready=1) as server, Client.connect(server) as client:
+        client.send(first + body + second)
+        assert client.expect_response().status == 200
+        reply = client.expect_response()
+        assert reply.status == 200
+        assert b'"method": "FROB"' in reply.body

@@ -112,7 +112,7 @@ class Live:
         # The httptools driver joins once it gives h11's answer to every property case
         # (issue #10 left: a pipelined head llhttp refuses after a chunked body, and the
         # cases hypothesis finds next).
-        for driver_param in driver_params()[:1]
+        for driver_param in driver_params()
         for name, driver in [(driver_param.id, driver_param.values[0])]
         for app, kind in ((WSGI, "wsgi"), (ASGI, "asgi"))
     ],
