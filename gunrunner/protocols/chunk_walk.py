@@ -11,6 +11,8 @@ Rules:
    CRLF; after the last chunk (size 0), lines up to the empty one are trailers.
 2. State carries over from one read to the next, one walk per chunked body; the cost
    is per chunk and per line, never per data byte.
+3. The trailer section is kept (up to TRAILERS_KEPT bytes) for the driver to show h11
+   when llhttp refuses a trailer field h11 ignores.
 """
 
 from __future__ import annotations
@@ -19,18 +21,20 @@ import re
 
 _HEX = re.compile(rb"[0-9A-Fa-f]+")
 _SIZE, _DATA, _TRAILER = range(3)
+TRAILERS_KEPT = 65536  # bytes of a trailer section kept for a second opinion
 
 
 class ChunkWalk:
     """The framing of one chunked body, followed across reads."""
 
-    __slots__ = ("_left", "_line", "_line_len", "_state")
+    __slots__ = ("_left", "_line", "_line_len", "_state", "trailers")
 
     def __init__(self) -> None:
         self._state = _SIZE
         self._left = 0  # data bytes (and their CRLF) still to come in this chunk
         self._line = b""  # the start of the size line in progress (enough for its size)
         self._line_len = 0  # bytes of the line in progress so far
+        self.trailers = b""  # the trailer section so far (up to TRAILERS_KEPT bytes)
 
     def feed(self, data: bytes, at: int) -> int:
         """Walk `data` from index `at`: the index just past the body's end, or -1 if the
@@ -46,7 +50,10 @@ class ChunkWalk:
                 continue
             newline = data.find(b"\n", at)
             stop = end if newline < 0 else newline + 1
-            if self._line_len < 24:
+            if self._state == _TRAILER:
+                if len(self.trailers) < TRAILERS_KEPT:
+                    self.trailers += data[at:stop]
+            elif self._line_len < 24:
                 self._line += data[at:stop][:24]
             self._line_len += stop - at
             at = stop
@@ -65,3 +72,7 @@ class ChunkWalk:
             else:
                 self._state = _TRAILER
         return -1
+
+    @property
+    def in_trailers(self) -> bool:
+        return self._state == _TRAILER

@@ -116,6 +116,8 @@ class HTTPExchange:
 
     # -- request body, fed by the driver ---------------------------------------------------
     def feed(self, data: bytes) -> None:
+        if self.disconnected:
+            return  # (refused: a parser that reads on past the refusal feeds no more)
         self._body_total += len(data)
         limit = self.proto.limits.max_body_size
         if limit and self._body_total > limit:
@@ -129,6 +131,8 @@ class HTTPExchange:
         self._wake_body()
 
     def feed_end(self) -> None:
+        if self.disconnected:
+            return  # a refused body never completes
         self.body_complete = True
         self._wake_body()
 

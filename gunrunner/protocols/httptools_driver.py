@@ -32,7 +32,7 @@ from typing import Any
 import httptools
 
 from gunrunner.apps.types import Headers
-from gunrunner.protocols.chunk_walk import ChunkWalk
+from gunrunner.protocols.chunk_walk import TRAILERS_KEPT, ChunkWalk
 from gunrunner.protocols.connection import HTTPConnection
 from gunrunner.protocols.exchange import HTTPExchange
 from gunrunner.protocols.framing import BadResponse, Framer
@@ -55,13 +55,7 @@ class HttpToolsProtocol(HTTPConnection):
 
     def __init__(self, settings: ConnectionSettings) -> None:
         super().__init__(settings)
-        self.parser = httptools.HttpRequestParser(self)
-        # HTTP/1.2, 2.0 ...: parsed, then answered by request_head's version check, as
-        # after h11.
-        # Whitespace between a chunk size and ';' is allowed, as by h11 (RFC 9112 7.1.1).
-        self.parser.set_dangerous_leniencies(
-            lenient_version=True, lenient_spaces_after_chunk_size=True
-        )
+        self.parser = self._new_parser()
         self.framer = Framer()
         self._url = b""
         self._headers: Headers = []
@@ -84,13 +78,25 @@ class HttpToolsProtocol(HTTPConnection):
         self._body_here = 0  # body bytes of the message in progress in this read
         self._chunked = False  # the message in progress has a chunked body
         self._walk: ChunkWalk | None = None  # the framing of that body (chunk_walk.py)
+        self._trailers_wait: str | None = None  # llhttp refused a trailer: read to its end
         self._head_done_before = False  # its head was complete before this read began
         self._has_host = False  # the head in progress has a Host field
+
+    def _new_parser(self) -> httptools.HttpRequestParser:
+        parser = httptools.HttpRequestParser(self)
+        # HTTP/1.2, 2.0 ...: parsed, then answered by request_head's version check, as
+        # after h11.
+        # Whitespace between a chunk size and ';' is allowed, as by h11 (RFC 9112 7.1.1).
+        parser.set_dangerous_leniencies(lenient_version=True, lenient_spaces_after_chunk_size=True)
+        return parser
 
     # -- bytes in ---------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
         if self.last_request_read:
             return  # after the client's last request nothing is read
+        if self._trailers_wait is not None:
+            self._trailers_read(data, 0)
+            return
         if data[0] == 0x16 and self.fresh():
             # 0x16 opens a TLS handshake record, never an HTTP request: a client
             # speaking HTTPS to a plain port. Nothing we could answer would reach it.
@@ -117,6 +123,9 @@ class HttpToolsProtocol(HTTPConnection):
         except httptools.HttpParserError as exc:
             if self.last_request_read:
                 pass
+            elif self._chunked and not self._in_head and str(exc) in _FRAMING_IN_TRAILERS:
+                self._refused_in_trailers(data, exc)
+                return
             elif self._in_head and self._raw is not None:
                 self._event(_HANDOFF, self._raw)  # h11 decides (Rule 2)
                 if self.transport.get_protocol() is not self:
@@ -141,6 +150,44 @@ class HttpToolsProtocol(HTTPConnection):
                 if size > limit:
                     self._event(_ERROR, 431, f"request head larger than {limit} bytes")
         if not self.transport.is_closing():
+            self.dispatch()
+
+    def _refused_in_trailers(self, data: bytes, exc: Exception) -> None:
+        """llhttp refused a Content-Length or Transfer-Encoding trailer field, which h11
+        ignores. llhttp accepted the chunk framing before it, so the walk knows where
+        the trailer section is: it is read to its end (over more reads if need be) and
+        shown to h11 (`_trailers_read`)."""
+        walk, start = self._walk, self._body_start()
+        if walk is None or start < 0:
+            self._event(_ERROR, self._error_status(exc), str(exc) or "malformed request")
+            if not self.transport.is_closing():
+                self.dispatch()
+            return
+        self._trailers_wait = str(exc)
+        self._trailers_read(data, start)
+
+    def _trailers_read(self, data: bytes, start: int) -> None:
+        """More of a trailer section llhttp refused. At its end: if h11 takes it, the
+        request ends there and what follows is parsed by a new parser; if not, h11's
+        verdict, 400."""
+        walk = self._walk
+        assert walk is not None
+        end = walk.feed(data, start)
+        if end < 0 and len(walk.trailers) < TRAILERS_KEPT:
+            return  # the section goes on in the next read
+        reason, self._trailers_wait = self._trailers_wait, None
+        if end < 0 or not _h11_takes_trailers(walk.trailers):
+            self._event(_ERROR, 400, reason or "malformed trailers")
+            if not self.transport.is_closing():
+                self.dispatch()
+            return
+        self._in_message = False
+        self._event(_END)
+        self.parser = self._new_parser()
+        rest = data[end:]
+        if rest and not self.transport.is_closing():
+            self.data_received(rest)  # (a pipelined request after it)
+        elif not self.transport.is_closing():
             self.dispatch()
 
     def _walk_on(self, data: bytes) -> None:
@@ -242,11 +289,14 @@ class HttpToolsProtocol(HTTPConnection):
         self._headers.append((name, value.strip(b" \t")))  # OWS is not the value's
 
     def on_headers_complete(self) -> None:
-        self._in_head = False
-        self._head_raw, self._raw = self._raw, None
         parser = self.parser
         method = parser.get_method()
         text = parser.get_http_version()
+        raw = self._raw
+        if raw is not None and text != "0.9" and not _plain_request_line(raw, method, self._url):
+            raise _RefusedByH11Rules  # h11 decides (Rule 2): parsed on, it is a handoff
+        self._in_head = False
+        self._head_raw, self._raw = raw, None
         version = _VERSIONS.get(text) or text.encode("ascii")
         if version == b"0.9":  # llhttp's reading of a request line without a version
             self._event(_ERROR, 400, "illegal request line")
@@ -447,6 +497,47 @@ class HttpToolsProtocol(HTTPConnection):
             self.reject(event[1], event[2])
 
 
+class _RefusedByH11Rules(Exception):
+    """Raised in a callback to stop llhttp at a head h11 would refuse (Rule 2)."""
+
+
+def _plain_request_line(raw: bytes, method: bytes, target: bytes) -> bool:
+    """The request line at the start of `raw` (after blank lines) is method, target and
+    version with one space between them, as h11 requires; llhttp takes several."""
+    start = 0
+    while raw[start : start + 1] in (b"\r", b"\n"):
+        start += 1
+    end = raw.find(b"\r\n", start)
+    # method SP target SP "HTTP/" digit "." digit
+    return end - start == len(method) + len(target) + 10
+
+
+def _h11_takes_trailers(section: bytes) -> bool:
+    """h11 reads `section` (trailer fields and the empty line) as the end of a chunked
+    body: what it would answer in this driver's place (Rule 2)."""
+    import h11
+
+    conn = h11.Connection(h11.SERVER)
+    conn.receive_data(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n")
+    conn.receive_data(section)
+    try:
+        while True:
+            event = conn.next_event()
+            if isinstance(event, h11.EndOfMessage):
+                return True
+            if event is h11.NEED_DATA:
+                return False
+    except h11.RemoteProtocolError:
+        return False
+
+
+# llhttp's refusals of framing fields; in a chunked body's trailers, h11 ignores them.
+_FRAMING_IN_TRAILERS = frozenset(
+    {
+        "Content-Length can't be present with Transfer-Encoding",
+        "Invalid `Transfer-Encoding` header value",
+    }
+)
 _FRAMING = frozenset({b"content-length", b"transfer-encoding", b"host"})
 _DIGITS = re.compile(rb"[0-9]+")
 

@@ -269,28 +269,6 @@ def target(
             hits_path.unlink(missing_ok=True)
 
 
-# Where the httptools driver does not yet answer as h11 does: strict xfails (a case that
-# starts to pass fails the run, so this list only shrinks). A head llhttp refuses goes to
-# h11 for its verdict already; these are the ones left (issue #10).
-_LLHTTP_REFUSES = "llhttp refuses what h11 accepts"
-FAST_DIFFERS = {
-    "trailers-ignored": f"{_LLHTTP_REFUSES}: a Content-Length trailer",
-    "double-space-after-method": "llhttp accepts a request line h11 refuses (two spaces)",
-    "double-space-before-version": "llhttp accepts a request line h11 refuses (two spaces)",
-    "chunks-past-max": "the 413 comes, but the app is not told of the error",
-}
-
-
-@pytest.fixture(autouse=True)
-def _fast_driver_differs(request: pytest.FixtureRequest) -> None:
-    callspec = getattr(request.node, "callspec", None)
-    if callspec is None or not callspec.id.startswith("fast-"):
-        return
-    for case, reason in FAST_DIFFERS.items():
-        if callspec.id.endswith(f"-{case}"):
-            request.node.add_marker(pytest.mark.xfail(reason=reason, strict=True))
-
-
 # -- helpers for the cases -----------------------------------------------------------------
 
 

@@ -205,3 +205,24 @@ def test_a_method_llhttp_does_not_know_after_a_chunked_request(driver: tuple[str
         reply = client.expect_response()
         assert reply.status == 200
         assert b'"method": "FROB"' in reply.body
+
+
+@pytest.mark.parametrize("driver", driver_params())
+def test_framing_headers_in_trailers_get_h11s_answer_across_reads(driver: tuple[str, ...]) -> None:
+    """A Content-Length in the trailer section is a plain trailer to h11 (it checks the
+    value, not the place); llhttp refuses it. The httptools driver reads the whole trailer
+    section, even when it comes in two writes, asks h11, and then serves the request
+    pipelined after it. A malformed value is a 400 on both drivers."""
+    head = b"POST /scope HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n"
+    second = b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"
+    with running(ASGI, *ONE, *driver, ready=1) as server:
+        with Client.connect(server) as client:
+            client.send(head + b"Content-Len")
+            assert not client.readable(0.2), "answered before the trailer section ended"
+            client.send(b"gth: 5\r\n\r\n" + second)
+            assert client.expect_response().status == 200
+            assert client.expect_response().status == 200
+        with Client.connect(server) as client:
+            client.send(head + b"Content-Length: five\r\n\r\n")
+            assert client.expect_response().status == 400
+            client.expect_close()

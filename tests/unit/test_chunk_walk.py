@@ -78,3 +78,15 @@ def test_walking_starts_where_it_is_told() -> None:
     data = b"POST / HTTP/1.1\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET"
     start = data.index(b"3\r\n")
     assert walk([data], start) == (0, len(data) - 3)
+
+
+def test_the_trailer_section_is_kept_across_reads() -> None:
+    body = chunked_body([b"abc"], [b""] * 2, [b"Content-Length: 5\r\n", b"X: 1\r\n"])
+    for split in range(len(body) + 1):
+        walker = ChunkWalk()
+        assert not walker.in_trailers
+        first = walker.feed(body[:split], 0)
+        if first < 0:
+            assert walker.feed(body[split:], 0) == len(body) - split
+        assert walker.trailers == b"Content-Length: 5\r\nX: 1\r\n\r\n"
+        assert walker.in_trailers
