@@ -201,6 +201,7 @@ class Arbiter:
         self.options = loaded.options
         logs.setup(self.options.log_level, self.options.log_file)
         logs.set_role("arbiter")
+        config.log_deprecations(loaded)
         new_target = checked.workers
         while self.target < new_target:
             self.handle_ttin()

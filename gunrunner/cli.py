@@ -34,7 +34,12 @@ class _Parser(argparse.ArgumentParser):
         unknown = re.search(r"unrecognized arguments: (\S+)", message)
         if unknown and unknown.group(1).startswith("-"):
             flag = unknown.group(1).split("=", 1)[0]
-            known = [o for action in self._actions for o in action.option_strings]
+            known = [
+                o
+                for action in self._actions
+                if action.help != argparse.SUPPRESS  # not the deprecated flags
+                for o in action.option_strings
+            ]
             close = difflib.get_close_matches(flag, known, n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]}?" if close else "; see gunrunner --help"
             self.exit(EXIT_CONFIG, f"gunrunner: unknown option {flag}{hint}\n")
@@ -60,12 +65,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--check-config", action="store_true", help="Check the configuration and binds, then exit."
     )
     parser.add_argument("--version", action="version", version=f"gunrunner {__version__}")
-    for name in config.FIELDS:
+    # A deprecated name has its flag too, under its own dest (cli_values reads it), hidden.
+    for name in [*config.FIELDS, *config.ALIASES]:
         if name == _POSITIONAL:
             continue
-        spec = config.spec_of(name)
-        flags = [config.flag_of(name)] + ([spec.short] if spec.short else [])
-        kwargs: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": _help(name)}
+        deprecated = name in config.ALIASES
+        spec = config.spec_of(config.canonical(name))
+        flags = [config.flag_of(name)] + ([spec.short] if spec.short and not deprecated else [])
+        kwargs: dict[str, Any] = {
+            "dest": name,
+            "default": argparse.SUPPRESS,
+            "help": argparse.SUPPRESS if deprecated else _help(name),
+        }
         if spec.kind is config.BOOL:
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
@@ -92,13 +103,14 @@ def _help(name: str) -> str:
 
 
 def cli_values(namespace: argparse.Namespace) -> dict[str, Any]:
-    """Option values given on the command line, converted and checked."""
+    """Option values given on the command line, converted and checked (a deprecated name
+    stays as given: config.load renames it and warns)."""
     values: dict[str, Any] = {}
-    for name in config.FIELDS:
+    for name in [*config.FIELDS, *config.ALIASES]:
         if not hasattr(namespace, name) or getattr(namespace, name) is None:
             continue
         raw = getattr(namespace, name)
-        kind = config.kind_of(name)
+        kind = config.kind_of(config.canonical(name))
         if isinstance(raw, bool):
             values[name] = raw
         elif kind is config.STR_LIST:
@@ -142,6 +154,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         raise ConfigError("no app given: pass module:attribute, or set app in the config file")
     config.apply_umask(options)  # before the first file (log, socket, pidfile) is created
     logs.setup(options.log_level, options.log_file)
+    config.log_deprecations(loaded)
     raise_fd_limit(options.worker_connections + 64)
     workers = checked.workers
     listeners = Listeners(
@@ -173,6 +186,7 @@ def check_config(loaded: config.Loaded) -> int:
     # The open-files limit as the server would set it, said on stderr: the check's own
     # limit is raised, nothing else changes, and log_file is not opened.
     logs.setup(options.log_level, "-")
+    config.log_deprecations(loaded)
     raise_fd_limit(options.worker_connections + 64)
     for problem in checked.problems:
         sys.stderr.write(f"gunrunner: {problem}\n")

@@ -8,12 +8,16 @@ Rules:
 2. Later sources win: defaults < config file < environment < command line.
 3. A bad value is a ConfigError naming the key, where it came from and what was expected.
    An unknown key is an error that names the closest option.
+4. A renamed option keeps its old name as a deprecated alias (`ALIASES`, old -> new) in
+   every source; using it is a warning (`Loaded.deprecations`, logged by
+   `log_deprecations` once logging is set up), giving both names in one source an error.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import logging
 import os
 import sys
 from collections.abc import Mapping
@@ -43,6 +47,8 @@ if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
+
+log = logging.getLogger(__name__)
 
 ENV_PREFIX = "GUNRUNNER_"
 # Environment variables with this prefix that are not options.
@@ -121,8 +127,8 @@ class Options:
         kind=STR,
         choices=("auto", "h11", "httptools"),
         help="HTTP/1.1 parser: h11 (pure Python, the reference for behaviour) or httptools "
-        "(llhttp, faster; pip install 'gunrunner[fast]'). auto is h11 for now: httptools "
-        "is still being held to every one of h11's answers.",
+        "(llhttp, faster). auto takes httptools when it is installed (pip install "
+        "'gunrunner[fast]') and h11 otherwise.",
     )
     backlog: int = option(
         2048,
@@ -234,7 +240,7 @@ class Options:
         help="Connections one worker holds at most; past it the worker stops accepting "
         "(clients wait in the listen queue) instead of running out of file descriptors.",
     )
-    h11_max_incomplete_event_size: int = option(
+    limit_request_head_size: int = option(
         16384,
         kind=INT,
         minimum=1024,
@@ -414,6 +420,16 @@ class Options:
 
 FIELDS: dict[str, dataclasses.Field[Any]] = {f.name: f for f in dataclasses.fields(Options)}
 
+# Old option names, still read from every source as the new one (with a warning).
+ALIASES: dict[str, str] = {
+    "h11_max_incomplete_event_size": "limit_request_head_size",
+}
+
+
+def canonical(name: str) -> str:
+    """The option `name` stands for: itself, or the new name of a deprecated alias."""
+    return ALIASES.get(name, name)
+
 
 def spec_of(name: str) -> OptionSpec:
     """The OptionSpec of option `name` (KeyError for an unknown name)."""
@@ -434,18 +450,22 @@ def env_of(name: str) -> str:
 
 
 def convert_text(name: str, text: str, source: str) -> Any:
-    """Read one option's value from text (CLI or environment); raise a ConfigError."""
-    kind = kind_of(name)
+    """Read one option's value from text (CLI or environment); raise a ConfigError.
+
+    `name` may be a deprecated alias: the value is read as its new option's, and errors
+    name the alias as given.
+    """
+    spec = spec_of(canonical(name))
     try:
-        value = kind.from_text(text)
+        value = spec.kind.from_text(text)
     except (TypeError, ValueError):
-        shown = "a secret value" if name in SECRET_OPTIONS else repr(text)
+        shown = "a secret value" if spec.secret else repr(text)
         raise ConfigError(
-            f"{_label(name, source)}: expected {spec_of(name).expected()}, got {shown}",
+            f"{_label(name, source)}: expected {spec.expected()}, got {shown}",
             key=name,
             source=source,
         ) from None
-    problem = spec_of(name).problem(value)
+    problem = spec.problem(value)
     if problem:
         raise ConfigError(f"{_label(name, source)}: {problem}", key=name, source=source)
     return value
@@ -465,7 +485,10 @@ def _unknown(name: str, candidates: list[str]) -> str:
 
 
 def read_file(path: str) -> dict[str, Any]:
-    """Parse a TOML config file into option values, checking every key and value."""
+    """Parse a TOML config file into option values, checking every key and value.
+
+    A deprecated alias stays under its old name here; `load` renames it.
+    """
     try:
         with open(path, "rb") as f:
             raw = tomllib.load(f)
@@ -477,21 +500,21 @@ def read_file(path: str) -> dict[str, Any]:
         raise ConfigError(f"not valid TOML: {exc}", source=path) from None
     values: dict[str, Any] = {}
     for key, raw_value in raw.items():
-        if key not in FIELDS:
+        if key not in FIELDS and key not in ALIASES:
             raise ConfigError(
                 f'unknown key "{key}"{_unknown(key, list(FIELDS))}', key=key, source=path
             )
-        kind = kind_of(key)
+        spec = spec_of(canonical(key))
         try:
-            value = kind.from_toml(raw_value)
+            value = spec.kind.from_toml(raw_value)
         except (TypeError, ValueError):
             shown = _toml_repr(key, raw_value)
             raise ConfigError(
-                f'key "{key}": expected {spec_of(key).expected()}, got {shown}',
+                f'key "{key}": expected {spec.expected()}, got {shown}',
                 key=key,
                 source=path,
             ) from None
-        problem = spec_of(key).problem(value)
+        problem = spec.problem(value)
         if problem:
             raise ConfigError(f'key "{key}": {problem}', key=key, source=path)
         values[key] = value
@@ -507,19 +530,22 @@ def _toml_repr(key: str, value: Any) -> str:
         list: "array",
         dict: "table",
     }.get(type(value), type(value).__name__)
-    if key in SECRET_OPTIONS:
+    if canonical(key) in SECRET_OPTIONS:
         return f"a value of type {type_name} (not shown: it is secret)"
     return f"{value!r} ({type_name})"
 
 
 def read_env(environ: Mapping[str, str]) -> dict[str, Any]:
-    """Option values from GUNRUNNER_* variables; an unknown one is an error."""
+    """Option values from GUNRUNNER_* variables; an unknown one is an error.
+
+    A deprecated alias stays under its old name here; `load` renames it.
+    """
     values: dict[str, Any] = {}
     for var, text in environ.items():
         if not var.startswith(ENV_PREFIX) or var in ENV_NOT_OPTIONS:
             continue
         name = var[len(ENV_PREFIX) :].lower()
-        if name not in FIELDS:
+        if name not in FIELDS and name not in ALIASES:
             known = [env_of(n) for n in FIELDS]
             raise ConfigError(
                 f"unknown environment variable {var}{_unknown(var, known)}",
@@ -532,11 +558,15 @@ def read_env(environ: Mapping[str, str]) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class Loaded:
-    """The merged options, where each value came from, and the file that was read."""
+    """The merged options, where each value came from, and the file that was read.
+
+    `deprecations`: one warning per deprecated name used, for `log_deprecations`.
+    """
 
     options: Options
     sources: dict[str, str]
     config_file: str | None
+    deprecations: tuple[str, ...] = ()
 
 
 def load(
@@ -555,11 +585,56 @@ def load(
     layers.append(("command line", cli_values))
     merged: dict[str, Any] = {}
     sources = dict.fromkeys(FIELDS, "default")
+    deprecations: list[str] = []
     for source, values in layers:
-        for name, value in values.items():
+        for name, value in _renamed(values, source, deprecations).items():
             merged[name] = value
             sources[name] = source
-    return Loaded(Options(**merged), sources, config_file)
+    return Loaded(Options(**merged), sources, config_file, tuple(deprecations))
+
+
+def _renamed(values: Mapping[str, Any], source: str, notes: list[str]) -> dict[str, Any]:
+    """One source's values with deprecated aliases under their new names; a warning in
+    `notes` for each alias used, a ConfigError when a source gives both names."""
+    renamed: dict[str, Any] = {}
+    for name, value in values.items():
+        new = canonical(name)
+        if new != name:
+            if new in values:
+                old_label, new_label = _label(name, source), _label(new, source)
+                raise ConfigError(
+                    f"{old_label} and {new_label} are both given; {old_label} is the "
+                    f"deprecated name of {new_label}: give only {new_label}",
+                    key=new,
+                    source=source,
+                )
+            notes.append(
+                f"{_spelled(name, source)} {_where(source)} is deprecated; "
+                f"use {_spelled(new, source)}"
+            )
+        renamed[new] = value
+    return renamed
+
+
+def _spelled(name: str, source: str) -> str:
+    """An option's name as `source` spells it: TOML key, GUNRUNNER_ variable or --flag."""
+    if source in ("command line", "environment"):
+        return _label(name, source)
+    return name
+
+
+def _where(source: str) -> str:
+    if source == "command line":
+        return "on the command line"
+    if source == "environment":
+        return "in the environment"
+    return f"in {source}"
+
+
+def log_deprecations(loaded: Loaded) -> None:
+    """Warn about each deprecated name `loaded` was read with (call once logging is set up)."""
+    for note in loaded.deprecations:
+        log.warning("%s", note)
 
 
 # Values --print-config and error messages must not show.

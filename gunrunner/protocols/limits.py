@@ -4,8 +4,9 @@ Rules:
 1. Built once per worker from the options (`Limits.from_options`) and never changed: a
    driver reads them, the pure checks of request_head.py take them as a value.
 2. No defaults here: each lives once, with its help text and precedents, in config.py.
-3. Driver-neutral names: `max_head_size` is what h11 calls max_incomplete_event_size
-   (the option h11_max_incomplete_event_size).
+3. Driver-neutral names: `max_head_size` is the option limit_request_head_size (formerly
+   h11_max_incomplete_event_size, after h11's max_incomplete_event_size); every driver
+   enforces it.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class Limits:
             limit_request_line=options.limit_request_line,
             limit_request_fields=options.limit_request_fields,
             limit_request_field_size=options.limit_request_field_size,
-            max_head_size=options.h11_max_incomplete_event_size,
+            max_head_size=options.limit_request_head_size,
             max_body_size=options.max_body_size,
             header_timeout=options.header_timeout,
             body_timeout=options.body_timeout,

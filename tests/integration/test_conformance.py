@@ -60,7 +60,7 @@ SERVER_ARGS = (
     "--limit-request-line", str(LINE_LIMIT),
     "--limit-request-fields", str(FIELDS_LIMIT),
     "--limit-request-field-size", str(FIELD_LIMIT),
-    "--h11-max-incomplete-event-size", str(HEAD_LIMIT),
+    "--limit-request-head-size", str(HEAD_LIMIT),
     "--graceful-timeout", "3",
 )  # fmt: skip
 # What no client, however broken, may make the server log.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -266,3 +267,132 @@ def test_unset_options_have_an_example_that_loads() -> None:
         assert spec.example is not None, name
         value = spec.kind.from_toml(tomllib.loads(f"x = {spec.kind.to_toml(spec.example)}")["x"])
         assert value == spec.example and spec.problem(value) is None, name
+
+
+# -- renamed options: the old name is a deprecated alias ------------------------------------
+
+OLD, NEW = "h11_max_incomplete_event_size", "limit_request_head_size"
+
+
+def test_alias_table_names_real_options() -> None:
+    """Every alias maps an unused old name to a declared option."""
+    for old, new in config.ALIASES.items():
+        assert old not in config.FIELDS and new in config.FIELDS, (old, new)
+    assert config.ALIASES[OLD] == NEW
+
+
+def test_head_size_by_its_new_name_from_each_source(tmp_path: Path) -> None:
+    """limit_request_head_size is read from the file, the environment and the CLI, silently."""
+    from_file = config.load({}, write(tmp_path, f"{NEW} = 2048\n"), environ={})
+    from_env = config.load({}, None, environ={"GUNRUNNER_LIMIT_REQUEST_HEAD_SIZE": "4096"})
+    from_cli = config.load(parse_cli("--limit-request-head-size", "8192"), None, environ={})
+    assert from_file.options.limit_request_head_size == 2048
+    assert from_env.options.limit_request_head_size == 4096
+    assert from_cli.options.limit_request_head_size == 8192
+    assert from_file.deprecations == from_env.deprecations == from_cli.deprecations == ()
+    assert config.Options().limit_request_head_size == 16384
+
+
+@pytest.mark.parametrize(
+    ("source", "warning"),
+    [
+        ("file", f"{OLD} in {{path}} is deprecated; use {NEW}"),
+        (
+            "environment",
+            "GUNRUNNER_H11_MAX_INCOMPLETE_EVENT_SIZE in the environment is deprecated; "
+            "use GUNRUNNER_LIMIT_REQUEST_HEAD_SIZE",
+        ),
+        (
+            "command line",
+            "--h11-max-incomplete-event-size on the command line is deprecated; "
+            "use --limit-request-head-size",
+        ),
+    ],
+)
+def test_head_size_by_its_old_name_warns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, source: str, warning: str
+) -> None:
+    """The old name still sets the option, from each source, with one warning naming the
+    old name, the new one and the source; the value's source is recorded as usual."""
+    path = write(tmp_path, f"{OLD} = 2048\n")
+    if source == "file":
+        loaded = config.load({}, path, environ={})
+    elif source == "environment":
+        loaded = config.load({}, None, environ={"GUNRUNNER_H11_MAX_INCOMPLETE_EVENT_SIZE": "2048"})
+    else:
+        loaded = config.load(parse_cli("--h11-max-incomplete-event-size", "2048"), None, {})
+    expected = warning.format(path=path)
+    assert loaded.options.limit_request_head_size == 2048
+    assert loaded.sources[NEW] == (path if source == "file" else source)
+    assert loaded.deprecations == (expected,)
+    with caplog.at_level(logging.WARNING, logger="gunrunner.config"):
+        config.log_deprecations(loaded)
+    assert [(r.name, r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("gunrunner.config", "WARNING", expected)
+    ]
+
+
+def test_old_name_values_are_checked_under_the_old_name(tmp_path: Path) -> None:
+    """A bad value given by the old name is an error naming the old name, with the new
+    option's expectation (its minimum)."""
+    path = write(tmp_path, f"{OLD} = 10\n")
+    with pytest.raises(ConfigError, match=f'key "{OLD}": expected an integer >= 1024, got 10'):
+        config.load({}, path, environ={})
+    with pytest.raises(ConfigError, match="--h11-max-incomplete-event-size: expected an integer"):
+        parse_cli("--h11-max-incomplete-event-size", "big")
+    env = {"GUNRUNNER_H11_MAX_INCOMPLETE_EVENT_SIZE": "512"}
+    with pytest.raises(ConfigError, match="GUNRUNNER_H11_MAX_INCOMPLETE_EVENT_SIZE: expected"):
+        config.load({}, None, environ=env)
+
+
+def test_old_and_new_name_in_one_source_is_an_error(tmp_path: Path) -> None:
+    """Both names in the same source: an error naming both and the source."""
+    path = write(tmp_path, f"{OLD} = 2048\n{NEW} = 4096\n")
+    with pytest.raises(ConfigError) as in_file:
+        config.load({}, path, environ={})
+    env = {
+        "GUNRUNNER_H11_MAX_INCOMPLETE_EVENT_SIZE": "2048",
+        "GUNRUNNER_LIMIT_REQUEST_HEAD_SIZE": "4096",
+    }
+    with pytest.raises(ConfigError) as in_env:
+        config.load({}, None, environ=env)
+    argv = ("--h11-max-incomplete-event-size", "2048", "--limit-request-head-size", "4096")
+    with pytest.raises(ConfigError) as on_cli:
+        config.load(parse_cli(*argv), None, environ={})
+    for info, source, old, new in [
+        (in_file, path, f'key "{OLD}"', f'key "{NEW}"'),
+        (
+            in_env,
+            "environment",
+            "GUNRUNNER_H11_MAX_INCOMPLETE_EVENT_SIZE",
+            "GUNRUNNER_LIMIT_REQUEST_HEAD_SIZE",
+        ),
+        (on_cli, "command line", "--h11-max-incomplete-event-size", "--limit-request-head-size"),
+    ]:
+        message = str(info.value)
+        assert message.startswith(f"config error: {source}: "), message
+        assert old in message and new in message, message
+        assert info.value.source == source and info.value.key == NEW
+
+
+def test_new_name_on_the_cli_beats_old_name_in_the_file(tmp_path: Path) -> None:
+    """Different sources may use different names: precedence holds, the warning stays."""
+    path = write(tmp_path, f"{OLD} = 2048\n")
+    loaded = config.load(parse_cli("--limit-request-head-size", "4096"), path, environ={})
+    assert loaded.options.limit_request_head_size == 4096
+    assert loaded.sources[NEW] == "command line"
+    assert loaded.deprecations == (f"{OLD} in {path} is deprecated; use {NEW}",)
+    env = {"GUNRUNNER_H11_MAX_INCOMPLETE_EVENT_SIZE": "8192"}
+    loaded = config.load({}, write(tmp_path, f"{NEW} = 2048\n"), environ=env)
+    assert loaded.options.limit_request_head_size == 8192
+
+
+def test_old_flag_is_hidden_from_help_and_hints(capsys: pytest.CaptureFixture[str]) -> None:
+    """--help, --print-config and did-you-mean hints show only the new name."""
+    text = build_parser().format_help()
+    assert "--limit-request-head-size" in text
+    assert "h11-max-incomplete" not in text
+    assert OLD not in config.render_toml(config.load({}, None, environ={}))
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--h11-max-incomplete-event-sise", "2048"])
+    assert "did you mean --h11" not in capsys.readouterr().err
