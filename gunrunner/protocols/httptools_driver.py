@@ -13,12 +13,14 @@ Rules:
 2. A head llhttp refuses is handed, with the rest of the connection, to the h11 driver
    (`_hand_to_h11`): the reference decides, and answers. That head's first byte is found
    in the read from the end of the request before it (its head, then its Content-Length
-   body or its chunk framing, walked by chunk_walk.py). Where it cannot be found, or
-   the error is in a body, the answer is 400 (501 for a transfer coding), after the
-   responses before it.
-3. A head still incomplete past max_head_size bytes gets 431, as h11's
+   body). Where it cannot be found, or the error is in a body, the answer is 400 (501
+   for a transfer coding), after the responses before it.
+3. A chunked body is not llhttp's: llhttp stops at the end of its head, the body is read
+   by chunked_body.py with h11's rules (and h11 judges its trailer section), and a new
+   parser takes what follows it.
+4. A head still incomplete past max_head_size bytes gets 431, as h11's
    max_incomplete_event_size does.
-4. After a request that ends the connection (Connection: close, HTTP/1.0 without
+5. After a request that ends the connection (Connection: close, HTTP/1.0 without
    keep-alive) nothing more is read.
 """
 
@@ -32,7 +34,7 @@ from typing import Any
 import httptools
 
 from gunrunner.apps.types import Headers
-from gunrunner.protocols.chunk_walk import TRAILERS_KEPT, ChunkWalk
+from gunrunner.protocols.chunked_body import ChunkedBody
 from gunrunner.protocols.connection import HTTPConnection
 from gunrunner.protocols.exchange import HTTPExchange
 from gunrunner.protocols.framing import BadResponse, Framer
@@ -77,8 +79,8 @@ class HttpToolsProtocol(HTTPConnection):
         self._head_raw: bytes | None = None  # the last head, from its first byte on
         self._body_here = 0  # body bytes of the message in progress in this read
         self._chunked = False  # the message in progress has a chunked body
-        self._walk: ChunkWalk | None = None  # the framing of that body (chunk_walk.py)
-        self._trailers_wait: str | None = None  # llhttp refused a trailer: read to its end
+        self._body: ChunkedBody | None = None  # that body, read here (Rule 3)
+        self._take_body = False  # llhttp was stopped at the end of a chunked head
         self._head_done_before = False  # its head was complete before this read began
         self._has_host = False  # the head in progress has a Host field
 
@@ -94,8 +96,8 @@ class HttpToolsProtocol(HTTPConnection):
     def data_received(self, data: bytes) -> None:
         if self.last_request_read:
             return  # after the client's last request nothing is read
-        if self._trailers_wait is not None:
-            self._trailers_read(data, 0)
+        if self._body is not None:
+            self._read_chunked(data, 0)  # (Rule 3)
             return
         if data[0] == 0x16 and self.fresh():
             # 0x16 opens a TLS handshake record, never an HTTP request: a client
@@ -121,11 +123,18 @@ class HttpToolsProtocol(HTTPConnection):
             self._upgraded(data[exc.args[0] :])
             return
         except httptools.HttpParserError as exc:
+            if self._take_body:
+                self._take_body = False
+                if self.transport.is_closing() or self.transport.get_protocol() is not self:
+                    return  # (refused, or a WebSocket now)
+                start = self._body_start()
+                if start >= 0:
+                    self._read_chunked(data, start)  # (Rule 3)
+                    return
+                self._body = None
+                self._event(_ERROR, 400, "malformed request")
             if self.last_request_read:
                 pass
-            elif self._chunked and not self._in_head and str(exc) in _FRAMING_IN_TRAILERS:
-                self._refused_in_trailers(data, exc)
-                return
             elif self._in_head and self._raw is not None:
                 self._event(_HANDOFF, self._raw)  # h11 decides (Rule 2)
                 if self.transport.get_protocol() is not self:
@@ -133,8 +142,6 @@ class HttpToolsProtocol(HTTPConnection):
             else:
                 self._event(_ERROR, self._error_status(exc), str(exc) or "malformed request")
         else:
-            if self._chunked and self._in_message and not self._in_head:
-                self._walk_on(data)  # a chunked body goes on into the next read
             if data[-1] == 13 and self._completed_here and not self._in_message:
                 end = self._next_start()
                 if end >= 0 and skip_blank_lines(data[end:]) == b"\r":
@@ -152,50 +159,32 @@ class HttpToolsProtocol(HTTPConnection):
         if not self.transport.is_closing():
             self.dispatch()
 
-    def _refused_in_trailers(self, data: bytes, exc: Exception) -> None:
-        """llhttp refused a Content-Length or Transfer-Encoding trailer field, which h11
-        ignores. llhttp accepted the chunk framing before it, so the walk knows where
-        the trailer section is: it is read to its end (over more reads if need be) and
-        shown to h11 (`_trailers_read`)."""
-        walk, start = self._walk, self._body_start()
-        if walk is None or start < 0:
-            self._event(_ERROR, self._error_status(exc), str(exc) or "malformed request")
-            if not self.transport.is_closing():
-                self.dispatch()
-            return
-        self._trailers_wait = str(exc)
-        self._trailers_read(data, start)
-
-    def _trailers_read(self, data: bytes, start: int) -> None:
-        """More of a trailer section llhttp refused. At its end: if h11 takes it, the
-        request ends there and what follows is parsed by a new parser; if not, h11's
-        verdict, 400."""
-        walk = self._walk
-        assert walk is not None
-        end = walk.feed(data, start)
-        if end < 0 and len(walk.trailers) < TRAILERS_KEPT:
-            return  # the section goes on in the next read
-        reason, self._trailers_wait = self._trailers_wait, None
-        if end < 0 or not _h11_takes_trailers(walk.trailers):
-            self._event(_ERROR, 400, reason or "malformed trailers")
-            if not self.transport.is_closing():
-                self.dispatch()
-            return
-        self._in_message = False
-        self._event(_END)
-        self.parser = self._new_parser()
-        rest = data[end:]
-        if rest and not self.transport.is_closing():
-            self.data_received(rest)  # (a pipelined request after it)
-        elif not self.transport.is_closing():
+    def _read_chunked(self, data: bytes, at: int) -> None:
+        """Bytes of a chunked body, from `at` (Rule 3). At its end, if h11 takes the
+        trailer section, the request ends and what follows is parsed by a new parser."""
+        body = self._body
+        assert body is not None
+        pieces: list[bytes] = []
+        end = body.feed(data, at, pieces)
+        for piece in pieces:
+            self._event(_BODY, piece)
+        if self.transport.is_closing():
+            return  # (refused: a body past max_body_size)
+        if body.illegal is not None:
+            self._event(_ERROR, 400, body.illegal)
+        elif end >= 0:
+            self._body = None
+            if body.trailers != b"\r\n" and not _h11_takes_trailers(body.trailers):
+                self._event(_ERROR, 400, "malformed trailers")
+            else:
+                self._in_message = False
+                self._event(_END)
+                self.parser = self._new_parser()
+                if end < len(data) and not self.transport.is_closing():
+                    self.data_received(data[end:])  # (a pipelined request after it)
+                    return
+        if not self.transport.is_closing():
             self.dispatch()
-
-    def _walk_on(self, data: bytes) -> None:
-        walk, start = self._walk, self._body_start()
-        if walk is not None and start >= 0:
-            walk.feed(data, start)
-        else:
-            self._walk = None  # (lost: the next head's start is not known)
 
     def _blank_lines(self, data: bytes) -> bytes | None:
         """Blank lines before a request, skipped as the h11 driver skips them (llhttp
@@ -255,9 +244,6 @@ class HttpToolsProtocol(HTTPConnection):
         start = self._body_start()
         if start < 0:
             return -1
-        if self._chunked:
-            walk = self._walk
-            return walk.feed(self._data, start) if walk is not None else -1
         return start + self._body_here
 
     def _body_start(self) -> int:
@@ -307,7 +293,6 @@ class HttpToolsProtocol(HTTPConnection):
             return
         if self._framing_fields:
             self._chunked = any(name == b"transfer-encoding" for name, _ in self._headers)
-            self._walk = ChunkWalk() if self._chunked else None
             refused = _normalize_framing(self._headers)
             if refused is not None:
                 self._event(_ERROR, *refused)
@@ -316,6 +301,10 @@ class HttpToolsProtocol(HTTPConnection):
             self._upgrade = (method, self._url, version, self._headers)
             return
         self._event(_HEAD, method, self._url, version, self._headers)
+        if self._chunked:
+            self._body = ChunkedBody(self.limits.max_head_size)
+            self._take_body = True
+            raise _ChunkedBodyIsOurs  # stops llhttp here (Rule 3)
 
     def on_body(self, body: bytes) -> None:
         self._body_here += len(body)
@@ -501,6 +490,10 @@ class _RefusedByH11Rules(Exception):
     """Raised in a callback to stop llhttp at a head h11 would refuse (Rule 2)."""
 
 
+class _ChunkedBodyIsOurs(Exception):
+    """Raised at the end of a chunked request's head: the body is read here (Rule 3)."""
+
+
 def _plain_request_line(raw: bytes, method: bytes, target: bytes) -> bool:
     """The request line at the start of `raw` (after blank lines) is method, target and
     version with one space between them, as h11 requires; llhttp takes several."""
@@ -514,7 +507,7 @@ def _plain_request_line(raw: bytes, method: bytes, target: bytes) -> bool:
 
 def _h11_takes_trailers(section: bytes) -> bool:
     """h11 reads `section` (trailer fields and the empty line) as the end of a chunked
-    body: what it would answer in this driver's place (Rule 2)."""
+    body: what it would answer in this driver's place (Rule 3)."""
     import h11
 
     conn = h11.Connection(h11.SERVER)
@@ -531,13 +524,6 @@ def _h11_takes_trailers(section: bytes) -> bool:
         return False
 
 
-# llhttp's refusals of framing fields; in a chunked body's trailers, h11 ignores them.
-_FRAMING_IN_TRAILERS = frozenset(
-    {
-        "Content-Length can't be present with Transfer-Encoding",
-        "Invalid `Transfer-Encoding` header value",
-    }
-)
 _FRAMING = frozenset({b"content-length", b"transfer-encoding", b"host"})
 _DIGITS = re.compile(rb"[0-9]+")
 

@@ -423,9 +423,7 @@ def test_django_streaming_is_incremental(django: httpx.Client, gate: Path) -> No
 
 
 @pytest.mark.slow
-def test_django_stream_sends_each_chunk_at_once(
-    django: httpx.Client, gate: Path
-) -> None:
+def test_django_stream_sends_each_chunk_at_once(django: httpx.Client, gate: Path) -> None:
     """StreamingHttpResponse: the only chunk yielded before the iterator blocks arrives."""
     check_gated_stream(django, "/gated/", gate, before=1)
 

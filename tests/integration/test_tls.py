@@ -129,9 +129,10 @@ def test_https_request_has_scheme_https(certs: Certs, app: str) -> None:
 
 @BOTH
 def test_tls_extension_describes_the_connection(certs: Certs, app: str) -> None:
-    with running(app, *certs.server_args()) as server, tls_socket(
-        server, certs.client_context()
-    ) as sock:
+    with (
+        running(app, *certs.server_args()) as server,
+        tls_socket(server, certs.client_context()) as sock,
+    ):
         sock.sendall(b"GET /tls HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         data = b""
         while chunk := sock.recv(65536):
@@ -191,9 +192,7 @@ def test_encrypted_key_with_password(certs: Certs, tmp_path: Path) -> None:
     missing = run_gunrunner(WSGI, *args, "--check-config")
     assert missing.returncode == 2, missing.stderr
     assert "keyfile_password" in missing.stderr
-    printed = run_gunrunner(
-        WSGI, *args, "--keyfile-password", "s3cret", "--print-config"
-    ).stdout
+    printed = run_gunrunner(WSGI, *args, "--keyfile-password", "s3cret", "--print-config").stdout
     assert "s3cret" not in printed
     assert "# keyfile_password is set (not shown)" in printed
 
@@ -295,9 +294,10 @@ def test_tls_hello_on_plain_port_is_closed_quietly(certs: Certs) -> None:
 
 
 def test_silent_tls_client_times_out(certs: Certs) -> None:
-    with running(WSGI, *certs.server_args("--header-timeout", "1")) as server, (
-        socket.create_connection((server.host, server.port), timeout=10)
-    ) as sock:
+    with (
+        running(WSGI, *certs.server_args("--header-timeout", "1")) as server,
+        socket.create_connection((server.host, server.port), timeout=10) as sock,
+    ):
         sock.sendall(b"\x16\x03\x01")  # the start of a record, then nothing
         assert wait_until(lambda: _closed(sock), timeout=5)
 
@@ -335,15 +335,30 @@ def test_wss_scope(certs: Certs) -> None:
         (("--certfile", "/nonexistent/cert.pem"), "certfile", "/nonexistent/cert.pem"),
         (("--keyfile", "{key}"), "keyfile", "certfile is not"),
         (("--certfile", "{cert}", "--keyfile", "{ca}"), "keyfile", "key"),
-        (("--certfile", "{cert}", "--keyfile", "{key}", "--cert-reqs", "required"), "cert_reqs",
-         "needs ca_certs"),
-        (("--certfile", "{cert}", "--keyfile", "{key}", "--ciphers", "NOPE-NOPE"), "ciphers",
-         "NOPE-NOPE"),
-        (("--certfile", "{cert}", "--keyfile", "{key}", "--ca-certs", "{key}"), "ca_certs",
-         "ca_certs"),
+        (
+            ("--certfile", "{cert}", "--keyfile", "{key}", "--cert-reqs", "required"),
+            "cert_reqs",
+            "needs ca_certs",
+        ),
+        (
+            ("--certfile", "{cert}", "--keyfile", "{key}", "--ciphers", "NOPE-NOPE"),
+            "ciphers",
+            "NOPE-NOPE",
+        ),
+        (
+            ("--certfile", "{cert}", "--keyfile", "{key}", "--ca-certs", "{key}"),
+            "ca_certs",
+            "ca_certs",
+        ),
     ],
-    ids=["missing-cert", "key-without-cert", "mismatched-key", "reqs-without-ca", "bad-ciphers",
-         "bad-ca"],
+    ids=[
+        "missing-cert",
+        "key-without-cert",
+        "mismatched-key",
+        "reqs-without-ca",
+        "bad-ciphers",
+        "bad-ca",
+    ],
 )
 def test_bad_tls_config_exits_2_naming_the_key(
     certs: Certs, args: tuple[str, ...], key: str, says: str
@@ -362,8 +377,7 @@ def test_hup_rereads_certificates(certs: Certs, tmp_path: Path) -> None:
     first.cert_chain_pems[0].write_to_path(str(cert))
     first.private_key_pem.write_to_path(str(key))
     context = certs.client_context()
-    server = start(WSGI, "--certfile", str(cert), "--keyfile", str(key), "--workers", "2",
-                   ready=2)
+    server = start(WSGI, "--certfile", str(cert), "--keyfile", str(key), "--workers", "2", ready=2)
     try:
         assert peer_cert_pem(server, context) == first.cert_chain_pems[0].bytes().decode()
         # A broken renewal is refused; the running workers keep the old certificate.
@@ -396,8 +410,7 @@ def test_respawn_without_its_certificate_keeps_the_others_serving(
     cert.write_bytes(certs.cert_file.read_bytes())
     key.write_bytes(certs.key_file.read_bytes())
     context = certs.client_context()
-    server = start(WSGI, "--certfile", str(cert), "--keyfile", str(key), "--workers", "2",
-                   ready=2)
+    server = start(WSGI, "--certfile", str(cert), "--keyfile", str(key), "--workers", "2", ready=2)
     try:
         victim, survivor = server.workers()
         cert.rename(tmp_path / "moved.pem")
@@ -407,8 +420,9 @@ def test_respawn_without_its_certificate_keeps_the_others_serving(
             assert get(server, "/hello", context).status_code == 200
         assert server.proc.poll() is None
         (tmp_path / "moved.pem").rename(cert)
-        assert wait_until(lambda: len(server.workers()) == 2 and survivor in server.workers(),
-                          timeout=15)
+        assert wait_until(
+            lambda: len(server.workers()) == 2 and survivor in server.workers(), timeout=15
+        )
         server.wait_for(r"worker \d+ \(slot 0\) ready", count=2)  # first boot, then again
         for _ in range(10):
             assert get(server, "/hello", context).status_code == 200
