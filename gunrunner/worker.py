@@ -80,15 +80,17 @@ def new_event_loop(choice: str) -> asyncio.AbstractEventLoop:
 def http_driver(choice: str) -> type[HTTPConnection]:
     """The HTTP/1.1 driver class for the `http` option.
 
-    auto is h11 until the httptools driver gives h11's answer to every conformance and
-    property case (issue #10); `http = "httptools"` opts in.
+    auto takes httptools when it is installed: it gives h11's answer to every case of
+    the conformance corpus and the property tests. h11 stays the reference.
     """
-    if choice == "httptools":
+    if choice in ("auto", "httptools"):
         try:
             from gunrunner.protocols.httptools_driver import HttpToolsProtocol
         except ImportError:
-            raise httptools_missing() from None
-        return HttpToolsProtocol
+            if choice == "httptools":
+                raise httptools_missing() from None
+        else:
+            return HttpToolsProtocol
     from gunrunner.protocols.http11 import HTTP11Protocol
 
     return HTTP11Protocol
@@ -183,7 +185,8 @@ class Worker:
                 per_message_deflate=options.ws_per_message_deflate,
             ),
         )
-        factory = functools.partial(http_driver(options.http), settings)
+        driver = http_driver(options.http)
+        factory = functools.partial(driver, settings)
         acceptor = Acceptor(
             loop, self.ctx.sockets, factory, settings.connections, options.worker_connections
         )
@@ -192,7 +195,12 @@ class Worker:
         self._tick()
         report(self.ctx.status_fd, STATUS_READY)
         where = ", ".join(describe(s) for s in self.ctx.sockets)
-        log.info("serving %s app %s on %s", interface.upper(), options.app, where)
+        parser = "httptools" if driver.__name__ == "HttpToolsProtocol" else "h11"
+        event_loop = "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
+        log.info(
+            "serving %s app %s on %s (%s, %s)",
+            interface.upper(), options.app, where, parser, event_loop,
+        )  # fmt: skip
         mode = await self._stop
         if mode == "graceful":
             await self._drain(acceptor, settings)
