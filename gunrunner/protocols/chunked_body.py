@@ -97,7 +97,3 @@ class ChunkedBody:
         self._state = _ILLEGAL
         self.illegal = reason
         return -1
-
-    @property
-    def in_trailers(self) -> bool:
-        return self._state == _TRAILER

@@ -1,5 +1,5 @@
-"""ASGI apps for tests/integration/test_asgi_cycles.py: how each request's cycle runs
-(at once, or as a task when it waits) must not show to the app."""
+"""The ASGI app of tests/integration/test_asgi_cycles.py: it reports a context variable
+the request before it may have set, and waits or raises on request."""
 
 from __future__ import annotations
 

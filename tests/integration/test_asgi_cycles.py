@@ -1,5 +1,6 @@
-"""Each ASGI request cycle runs at once where it can and as a task where it waits
-(apps/asgi.py, Rule 1): neither shows to the app. Both drivers."""
+"""Each ASGI request cycle runs in its own task, in a fresh copy of the worker's context
+(apps/asgi.py, Rule 1): a pipelined request never sees what the one before it set, and
+cycles that wait or not answer in order. Both drivers."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ def get(path: str) -> bytes:
 def test_a_context_variable_set_by_a_request_is_not_seen_by_the_next(
     driver: tuple[str, ...],
 ) -> None:
-    """Every cycle runs in a context of its own, as a task per request would."""
+    """A pipelined request is started from inside the send() of the one before it; its
+    task must not copy that request's context."""
     with running(APP, *ONE, *driver, ready=1) as server, Client.connect(server) as client:
         for path in ("/mark?a", "/mark?b", "/wait", "/mark?c"):
             client.send(get(path))
