@@ -24,6 +24,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from tests.helpers import drivers
+
 REPO = Path(__file__).resolve().parents[2]
 # Log files of every server started; tests may read them after stop(), so they are
 # removed at the end of the session (tests/conftest.py).
@@ -186,6 +188,7 @@ def start(
     """Start `python -m gunrunner ARGS`; wait for the listening line (and `ready` workers)."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("GUNRUNNER_")}
     full_env["PYTHONUNBUFFERED"] = "1"
+    full_env.update(drivers.SERVER_ENV)  # (a module run on both drivers: which one now)
     if env:
         full_env.update(env)
     log_fd, log_name = tempfile.mkstemp(prefix="gunrunner-test-", suffix=".log")

@@ -9,8 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import REPO, http_get, running, wait_until
 
+pytestmark = pytest.mark.usefixtures("http_driver")  # every server: h11, then httptools
 COMBINED = re.compile(
     r'^127\.0\.0\.1 - - \[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d \+0000\] "GET /hello\?x=1 HTTP/1\.1" '
     r'200 (\d+) "-" "(python-httpx/[^"]+)" (\d+\.\d)ms ([0-9a-f]{16})$'

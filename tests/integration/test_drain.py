@@ -11,6 +11,8 @@ import pytest
 from tests.helpers import running, wait_until
 from tests.helpers.wire import read_by_server, read_until_closed, server_inode
 
+pytestmark = pytest.mark.usefixtures("http_driver")  # every server: h11, then httptools
+
 REQUEST = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 
 

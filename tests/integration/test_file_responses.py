@@ -22,6 +22,8 @@ import trustme
 from tests.helpers import Server, running, wait_until
 from tests.helpers.wire import Client, Reply, read_head, read_until_closed
 
+pytestmark = pytest.mark.usefixtures("http_driver")  # every server: h11, then httptools
+
 WSGI = "tests.apps.http_apps:wsgi_app"
 ASGI = "tests.apps.http_apps:asgi_app"
 FILE_SIZE = 5 * 1024 * 1024 + 123  # not a multiple of any block size
@@ -68,7 +70,9 @@ def connect(server: Server, context: ssl.SSLContext | None = None) -> Client:
 
 @pytest.fixture(scope="module", params=["tcp", "tls"])
 def servers(
-    request: pytest.FixtureRequest, tls_files: tuple[list[str], ssl.SSLContext]
+    request: pytest.FixtureRequest,
+    tls_files: tuple[list[str], ssl.SSLContext],
+    http_driver: tuple[str, ...],
 ) -> Iterator[tuple[Server, Server, ssl.SSLContext | None]]:
     """A WSGI and an ASGI server, plain or TLS (TLS cannot use sendfile(2): copies)."""
     extra, context = tls_files if request.param == "tls" else ([], None)

@@ -14,6 +14,8 @@ from tests.helpers import Server, running, wait_until
 from tests.helpers.memory import MIB, rss
 from tests.helpers.wire import get, read_by_server
 
+pytestmark = pytest.mark.usefixtures("http_driver")  # every server: h11, then httptools
+
 WSGI = "tests.apps.http_apps:wsgi_app"
 ASGI = "tests.apps.http_apps:asgi_app"
 BOTH = pytest.mark.parametrize("app", [WSGI, ASGI], ids=["wsgi", "asgi"])

@@ -22,6 +22,8 @@ import pytest
 from gunrunner.protocols.http11 import BODY_HIGH_WATER
 from tests.helpers import Server, running
 
+pytestmark = pytest.mark.usefixtures("http_driver")  # every server: h11, then httptools
+
 FLASK = "tests.apps.flask_app:app"
 STARLETTE = "tests.apps.starlette_app:app"
 DJANGO = {
@@ -211,7 +213,7 @@ def check_unread_body(client: httpx.Client, path: str, next_path: str, gate: Pat
 
 
 @pytest.fixture(scope="module")
-def flask_server() -> Iterator[Server]:
+def flask_server(http_driver: tuple[str, ...]) -> Iterator[Server]:
     with running(FLASK, "--workers", "2", ready=2) as server:
         yield server
 
@@ -328,7 +330,9 @@ class DjangoServer(NamedTuple):
 
 
 @pytest.fixture(scope="module", params=["wsgi", "asgi"])
-def django_server(request: pytest.FixtureRequest) -> Iterator[DjangoServer]:
+def django_server(
+    request: pytest.FixtureRequest, http_driver: tuple[str, ...]
+) -> Iterator[DjangoServer]:
     interface: str = request.param
     workers = DJANGO_WORKERS[interface]
     args = (DJANGO[interface], "--workers", str(workers), "--root-path", ROOT)
@@ -464,7 +468,7 @@ def test_django_error_mid_stream(django: httpx.Client, django_server: DjangoServ
 
 
 @pytest.fixture(scope="module")
-def starlette_server() -> Iterator[Server]:
+def starlette_server(http_driver: tuple[str, ...]) -> Iterator[Server]:
     with running(STARLETTE, "--workers", "2", ready=2) as server:
         yield server
 

@@ -28,6 +28,8 @@ from tests.helpers.wire import (
     read_head,
 )
 
+pytestmark = pytest.mark.usefixtures("http_driver")  # every server: h11, then httptools
+
 WSGI = "tests.apps.http_apps:wsgi_app"
 ASGI = "tests.apps.http_apps:asgi_app"
 BOTH = pytest.mark.parametrize("app", [WSGI, ASGI], ids=["wsgi", "asgi"])

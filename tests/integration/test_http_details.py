@@ -10,8 +10,9 @@ import pytest
 
 from tests.apps.http_apps import HELLO
 from tests.helpers import Server, http_get, running
-from tests.helpers.drivers import driver_params
 from tests.helpers.wire import Client, exchange, parse_responses
+
+pytestmark = pytest.mark.usefixtures("http_driver")  # every server: h11, then httptools
 
 WSGI = "tests.apps.http_apps:wsgi_app"
 ASGI = "tests.apps.http_apps:asgi_app"
@@ -71,7 +72,7 @@ HELLO_DIGEST = {"len": 5, "sha256": hashlib.sha256(b"hello").hexdigest()}
 
 
 @pytest.fixture(scope="module", params=[WSGI, ASGI], ids=["wsgi", "asgi"])
-def shared(request: pytest.FixtureRequest) -> Iterator[Server]:
+def shared(request: pytest.FixtureRequest, http_driver: tuple[str, ...]) -> Iterator[Server]:
     """One server per app for the table-driven cases below."""
     with running(request.param, *ONE, ready=1) as server:
         yield server
@@ -172,13 +173,12 @@ def test_half_close_mid_request_is_a_disconnect(shared: Server, partial: bytes) 
 # -- blank lines and a lone CR between requests ------------------------------------------
 
 
-@pytest.mark.parametrize("driver", driver_params())
-def test_lone_cr_after_a_request_is_refused_on_both_drivers(driver: tuple[str, ...]) -> None:
+def test_lone_cr_after_a_request_is_refused_on_both_drivers() -> None:
     """Blank lines (CRLF) before a request are skipped; a lone CR after a request is a bad
     request line: h11 answers the request, then 400 and a close. llhttp skips the CR in
     silence, so the httptools driver hands it to h11 for the same answer."""
     request = b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"
-    with running(ASGI, *ONE, *driver, ready=1) as server:
+    with running(ASGI, *ONE, ready=1) as server:
         with Client.connect(server) as client:
             client.send(b"\r\n" + request + b"\r\n")
             assert client.expect_response().status == 200
@@ -191,15 +191,14 @@ def test_lone_cr_after_a_request_is_refused_on_both_drivers(driver: tuple[str, .
             client.expect_close()
 
 
-@pytest.mark.parametrize("driver", driver_params())
-def test_a_method_llhttp_does_not_know_after_a_chunked_request(driver: tuple[str, ...]) -> None:
+def test_a_method_llhttp_does_not_know_after_a_chunked_request() -> None:
     """An extension method (any token is a method) pipelined after a chunked request in
     the same read is served. llhttp refuses methods it does not know, so the httptools
-    driver walks the chunk framing to find where that head begins and hands it to h11."""
+    driver reads the chunked body itself and hands the head after it to h11."""
     first = b"POST /hello HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
     body = b"3;ext=1\r\n0\r\n\r\n" + b"0\r\n" + b"X-Trailer: 1\r\n\r\n"  # data: 0 CR LF
     second = b"FROB /scope HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok"
-    with running(ASGI, *ONE, *driver, ready=1) as server, Client.connect(server) as client:
+    with running(ASGI, *ONE, ready=1) as server, Client.connect(server) as client:
         client.send(first + body + second)
         assert client.expect_response().status == 200
         reply = client.expect_response()
@@ -207,15 +206,14 @@ def test_a_method_llhttp_does_not_know_after_a_chunked_request(driver: tuple[str
         assert b'"method": "FROB"' in reply.body
 
 
-@pytest.mark.parametrize("driver", driver_params())
-def test_framing_headers_in_trailers_get_h11s_answer_across_reads(driver: tuple[str, ...]) -> None:
+def test_framing_headers_in_trailers_get_h11s_answer_across_reads() -> None:
     """A Content-Length in the trailer section is a plain trailer to h11 (it checks the
     value, not the place); llhttp refuses it. The httptools driver reads the whole trailer
     section, even when it comes in two writes, asks h11, and then serves the request
     pipelined after it. A malformed value is a 400 on both drivers."""
     head = b"POST /scope HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n"
     second = b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"
-    with running(ASGI, *ONE, *driver, ready=1) as server:
+    with running(ASGI, *ONE, ready=1) as server:
         with Client.connect(server) as client:
             client.send(head + b"Content-Len")
             assert not client.readable(0.2), "answered before the trailer section ended"

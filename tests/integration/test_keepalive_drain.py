@@ -16,6 +16,8 @@ import pytest
 
 from tests.helpers import Server, running, wait_until
 
+pytestmark = pytest.mark.usefixtures("http_driver")  # every server: h11, then httptools
+
 HUPS = 10
 CLIENTS = 4
 MAX_REQUESTS = 200_000  # per client: a bound on the loop whatever happens

@@ -10,6 +10,8 @@ import pytest
 from tests.helpers import Server, http_get, running
 from tests.helpers.wire import exchange, get
 
+pytestmark = pytest.mark.usefixtures("http_driver")  # every server: h11, then httptools
+
 APPS = pytest.mark.parametrize("app", ["tests.apps.basic:wsgi_pid", "tests.apps.basic:asgi_pid"])
 
 

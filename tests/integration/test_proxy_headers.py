@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.helpers import Server, running
 from tests.helpers.wire import exchange
+
+pytestmark = pytest.mark.usefixtures("http_driver")  # every server: h11, then httptools
 
 
 def _echo(server: Server, headers: str) -> dict[str, object]:

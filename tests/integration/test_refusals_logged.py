@@ -10,6 +10,8 @@ import pytest
 from tests.helpers import Server, http_get, running, wait_until
 from tests.helpers.wire import exchange
 
+pytestmark = pytest.mark.usefixtures("http_driver")  # every server: h11, then httptools
+
 HOST = b"Host: x\r\n"
 # (raw request, status it gets, request line logged or None for "-")
 REFUSALS = [

@@ -26,6 +26,8 @@ from websockets.asyncio.client import connect
 
 from tests.helpers import REPO, Server, running, start, wait_until
 
+pytestmark = pytest.mark.usefixtures("http_driver")  # every server: h11, then httptools
+
 WSGI = "tests.apps.http_apps:wsgi_app"
 ASGI = "tests.apps.http_apps:asgi_app"
 BOTH = pytest.mark.parametrize("app", [WSGI, ASGI], ids=["wsgi", "asgi"])

@@ -15,6 +15,8 @@ import pytest
 from tests.helpers import Server, start, wait_until
 from tests.helpers.wire import read_until_closed
 
+pytestmark = pytest.mark.usefixtures("http_driver")  # every server: h11, then httptools
+
 APP = "tests.apps.basic:wsgi_pid"
 
 

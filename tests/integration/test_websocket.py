@@ -45,6 +45,8 @@ from tests.helpers import Server, running, wait_until
 from tests.helpers.memory import peak_rss, rss
 from tests.helpers.wire import get, wait_read
 
+pytestmark = pytest.mark.usefixtures("http_driver")  # every server: h11, then httptools
+
 APP = "tests.apps.ws_apps:app"
 WSGI = "tests.apps.basic:wsgi_pid"
 STARLETTE = "tests.apps.ws_starlette:app"
