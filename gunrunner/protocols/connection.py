@@ -43,6 +43,7 @@ from gunrunner.apps.types import (
     Headers,
     internal_error_headers,
 )
+from gunrunner.protocols.deadline import Deadline
 from gunrunner.protocols.exchange import HTTPExchange
 from gunrunner.protocols.observers import ResponseRecord, refused_head_record
 from gunrunner.protocols.request_head import PASSED, apply_forwarded, check_head, request_id
@@ -78,7 +79,7 @@ class HTTPConnection(asyncio.Protocol):
         self.tls: dict[str, Any] | None = None  # the ASGI tls extension, on TLS connections
         self.exchange: HTTPExchange | None = None
         self._dispatch: HTTPExchange | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer = Deadline(settings.clock or self.loop)  # the head or keep-alive timer
         self._idle = False  # the timer running is the keep-alive one
         self.trusted = False  # the peer is a trusted proxy (forwarded_allow_ips)
         self.paused_for_cycle = False
@@ -167,11 +168,11 @@ class HTTPConnection(asyncio.Protocol):
         self.settings.connections.add(self)
         if self.settings.draining:
             self.close_when_done = True
-        self._timer = self.loop.call_later(self.limits.header_timeout, self._head_timeout)
+        self._timer.set(self.limits.header_timeout, self._head_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.settings.connections.discard(self)
-        self.cancel_timer()
+        self.stop_timer()
         if self.exchange is not None:
             self.exchange.lost()
         for waiter in self._drain_waiters:
@@ -242,8 +243,7 @@ class HTTPConnection(asyncio.Protocol):
             # A new request begins: its head must be complete within header_timeout,
             # however slowly its bytes trickle in.
             self._idle = False
-            self.cancel_timer()
-            self._timer = self.loop.call_later(self.limits.header_timeout, self._head_timeout)
+            self._timer.set(self.limits.header_timeout, self._head_timeout)
 
     def begin_request(
         self, method: bytes, target: bytes, http_version: bytes, headers: Headers
@@ -323,7 +323,7 @@ class HTTPConnection(asyncio.Protocol):
                 body,
             )
             return
-        self.cancel_timer()
+        self.stop_timer()
         settings.connections.discard(self)
         WebSocketProtocol.take_over(
             settings.websocket,
@@ -461,7 +461,7 @@ class HTTPConnection(asyncio.Protocol):
         if self.exchange is None:
             if self.partial_head_buffered():
                 # Part of the next head is here: it gets header_timeout, not keep-alive.
-                self._timer = self.loop.call_later(self.limits.header_timeout, self._head_timeout)
+                self._timer.set(self.limits.header_timeout, self._head_timeout)
             else:
                 self.arm_idle_timer()
 
@@ -516,21 +516,23 @@ class HTTPConnection(asyncio.Protocol):
             self.transport.close()  # the client half-closed: no request can follow
             return
         self._idle = True
-        self._timer = self.loop.call_later(self.limits.keepalive_timeout, self._idle_timeout)
+        self._timer.set(self.limits.keepalive_timeout, self._idle_timeout)
 
     def cancel_timer(self) -> None:
         self._idle = False
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._timer.clear()
+
+    def stop_timer(self) -> None:
+        """No timer of this connection stays pending (it is gone, or another protocol
+        object serves its transport now)."""
+        self._idle = False
+        self._timer.close()
 
     def _idle_timeout(self) -> None:
-        self._timer = None
         if self.exchange is None:
             self.transport.close()
 
     def _head_timeout(self) -> None:
-        self._timer = None
         if self.exchange is not None:
             return
         if self.partial_head_buffered():

@@ -203,7 +203,7 @@ class HttpToolsProtocol(HTTPConnection):
         the connection over from that head on and gives its own answer."""
         from gunrunner.protocols.http11 import HTTP11Protocol
 
-        self.cancel_timer()
+        self.stop_timer()
         self.settings.connections.discard(self)
         proto = HTTP11Protocol(self.settings)
         transport = self.transport

@@ -13,6 +13,7 @@ from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 from gunrunner.apps.types import AppBridge
+from gunrunner.protocols.deadline import Clock
 from gunrunner.protocols.limits import Limits
 from gunrunner.protocols.observers import ResponseObserver
 from gunrunner.protocols.websocket import WebSocketSettings
@@ -37,6 +38,9 @@ class ConnectionSettings:
     # HTTPConnection and WebSocketProtocol: each has close_when_idle() and transport.
     connections: set[Any] = field(default_factory=set)
     draining: bool = False
+    # The time and timers of the connections' head and keep-alive deadlines: the event
+    # loop when None (a unit test gives a fake clock).
+    clock: Clock | None = None
 
     def drain(self, *, close_idle: bool = False) -> None:
         """Stop keeping connections alive: each closes after its next response, or when

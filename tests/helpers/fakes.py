@@ -306,8 +306,9 @@ class FakeClock:
     """Time that passes only when the test says so.
 
     `install()` routes the running loop's call_later() to this clock, so the timers a
-    protocol sets (header, keep-alive, close, ping) fire in `advance()`, at once and in
-    order. The loop's time() and call_at() stay real, so asyncio's own timeouts (and the
+    protocol sets (close, ping) fire in `advance()`, at once and in order; a connection
+    whose ConnectionSettings.clock is this clock has its head and keep-alive deadlines
+    here too. The loop's time() and call_at() stay real, so asyncio's own timeouts (and the
     10 s bound of `in_loop`) keep working; asyncio.sleep(d) with d > 0 does become a
     timer of this clock.
     """
@@ -331,6 +332,12 @@ class FakeClock:
         loop = asyncio.get_running_loop()
         clock = _INSTALLED.get(loop)
         return clock if clock is not None else cls().install(loop)
+
+    @classmethod
+    def installed(cls) -> FakeClock | None:
+        """The clock installed on the running loop, if any (ConnectionSettings.clock: a
+        connection's head and keep-alive deadlines read this clock's time)."""
+        return _INSTALLED.get(asyncio.get_running_loop())
 
     def time(self) -> float:
         return self.now

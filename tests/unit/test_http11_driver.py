@@ -56,6 +56,7 @@ class Harness:
                     header_timeout=header_timeout,
                 ),
                 server_header=True,
+                clock=FakeClock.installed(),
             )
         self.settings = settings
         self.bridge: FakeBridge = settings.bridge  # type: ignore[assignment]
@@ -414,6 +415,7 @@ def observed_harness(**overrides: Any) -> tuple[Harness, RecordingObserver]:
         limits=limits(**overrides),
         server_header=True,
         observers=(observer,),
+        clock=FakeClock.installed(),
     )
     return Harness(settings=settings), observer
 
