@@ -9,8 +9,11 @@ from tests.helpers.fakes import FakeClock, in_loop
 
 
 class Recorder:
-    def __init__(self, clock: FakeClock) -> None:
-        self.clock = clock
+    """A fake clock, a Deadline on it, and what fired when."""
+
+    def __init__(self) -> None:
+        self.clock = FakeClock()
+        self.deadline = Deadline(self.clock)
         self.fired: list[tuple[str, float]] = []
 
     def callback(self, name: str) -> Callable[[], None]:
@@ -19,9 +22,8 @@ class Recorder:
 
 @in_loop
 async def test_fires_once_at_its_deadline() -> None:
-    clock = FakeClock()
-    seen = Recorder(clock)
-    deadline = Deadline(clock)
+    seen = Recorder()
+    clock, deadline = seen.clock, seen.deadline
     deadline.set(5.0, seen.callback("a"))
     await clock.advance(4.9)
     assert seen.fired == []
@@ -36,9 +38,8 @@ async def test_fires_once_at_its_deadline() -> None:
 async def test_moved_later_fires_at_the_new_time_with_one_loop_timer() -> None:
     """The keep-alive pattern: moved forward over and over, it never cancels or adds a
     loop timer; the one it has re-arms itself when it fires early."""
-    clock = FakeClock()
-    seen = Recorder(clock)
-    deadline = Deadline(clock)
+    seen = Recorder()
+    clock, deadline = seen.clock, seen.deadline
     deadline.set(5.0, seen.callback("idle"))
     for _ in range(100):  # requests, 0.03 s apart
         await clock.advance(0.03)
@@ -55,9 +56,8 @@ async def test_moved_later_fires_at_the_new_time_with_one_loop_timer() -> None:
 
 @in_loop
 async def test_moved_earlier_fires_at_the_earlier_time() -> None:
-    clock = FakeClock()
-    seen = Recorder(clock)
-    deadline = Deadline(clock)
+    seen = Recorder()
+    clock, deadline = seen.clock, seen.deadline
     deadline.set(10.0, seen.callback("head"))
     deadline.set(2.0, seen.callback("short"))
     await clock.advance(2.0)
@@ -68,9 +68,8 @@ async def test_moved_earlier_fires_at_the_earlier_time() -> None:
 
 @in_loop
 async def test_cleared_never_fires_and_close_leaves_no_timer() -> None:
-    clock = FakeClock()
-    seen = Recorder(clock)
-    deadline = Deadline(clock)
+    seen = Recorder()
+    clock, deadline = seen.clock, seen.deadline
     deadline.set(1.0, seen.callback("a"))
     deadline.clear()
     await clock.advance(5)

@@ -4,6 +4,7 @@ worker use it (a real fork, no mocks)."""
 from __future__ import annotations
 
 import os
+import signal
 import time
 
 import pytest
@@ -31,17 +32,17 @@ def test_a_reader_never_sees_a_stamp_half_written() -> None:
             os._exit(0)
     worst = 0.0
     reads = 0
+    reaped = False
     try:
-        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+        while not reaped:
             for _ in range(1000):
                 worst = max(worst, heartbeat.age())
             reads += 1000
+            reaped = os.waitpid(pid, os.WNOHANG) != (0, 0)
     finally:
-        try:
-            os.kill(pid, 9)
+        if not reaped:  # (once reaped, its pid may already be another process's)
+            os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass  # already reaped by the loop above
         heartbeat.close()
     assert reads >= 10_000, "the reader did not overlap the writer enough to tell"
     assert worst < 1.0, f"read an age of {worst:.1f}s from a cell stamped continuously"
