@@ -18,7 +18,6 @@ import contextvars
 import logging
 import os
 import stat
-from collections.abc import Coroutine
 from typing import Any
 
 from gunrunner.apps.types import (
@@ -88,7 +87,7 @@ class ASGIBridge:
             scope["state"] = self.state.copy()
         if exchange.request_id is not None:
             scope["gunrunner.request_id"] = exchange.request_id
-        self._start(_Cycle(self.app, scope, exchange).run())
+        self._start(_Cycle(self.app, scope, exchange))
 
     def handle_websocket(self, session: WebSocketSession) -> None:
         scope: dict[str, Any] = {
@@ -110,14 +109,16 @@ class ASGIBridge:
             scope["extensions"]["tls"] = session.tls
         if self.state is not None:
             scope["state"] = self.state.copy()
-        self._start(_WebSocketCycle(self.app, scope, session).run())
+        self._start(_WebSocketCycle(self.app, scope, session))
 
-    def _start(self, cycle: Coroutine[Any, Any, None]) -> None:
+    def _start(self, cycle: _Cycle | _WebSocketCycle) -> None:
         """Run one request's cycle as a task, in a fresh copy of the worker's context
-        (Rule 1), kept until done (cancelled at shutdown)."""
-        task = self.loop.create_task(cycle, context=self._context.copy())
+        (Rule 1), kept in `tasks` until done (cancelled at shutdown). The cycle removes
+        its own task when it ends: a done-callback would cost a loop Handle per request."""
+        task = self.loop.create_task(cycle.run(), context=self._context.copy())
+        cycle.task = task
+        cycle.tasks = self.tasks
         self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
 
 
 class _Cycle:
@@ -132,9 +133,14 @@ class _Cycle:
         "headers",
         "scope",
         "status",
+        "task",
+        "tasks",
         "trailers",
         "trailers_wanted",
     )
+
+    task: asyncio.Task[None]  # both set by ASGIBridge._start
+    tasks: set[asyncio.Task[None]]
 
     def __init__(self, app: ASGI3App, scope: Scope, exchange: Exchange) -> None:
         self.app = app
@@ -149,6 +155,12 @@ class _Cycle:
         self.trailers: Headers | None = None  # set once the body ended; trailers to come
 
     async def run(self) -> None:
+        try:
+            await self._serve()
+        finally:
+            self.tasks.discard(self.task)
+
+    async def _serve(self) -> None:
         exchange = self.exchange
         try:
             await self.app(self.scope, self.receive, self.send)
@@ -281,6 +293,9 @@ class _Cycle:
 class _WebSocketCycle:
     """receive() and send() for one WebSocket (ASGI websocket scope)."""
 
+    task: asyncio.Task[None]  # both set by ASGIBridge._start
+    tasks: set[asyncio.Task[None]]
+
     def __init__(self, app: ASGI3App, scope: Scope, session: WebSocketSession) -> None:
         self.app = app
         self.scope = scope
@@ -293,6 +308,12 @@ class _WebSocketCycle:
         self.response_done = False
 
     async def run(self) -> None:
+        try:
+            await self._serve()
+        finally:
+            self.tasks.discard(self.task)
+
+    async def _serve(self) -> None:
         try:
             await self.app(self.scope, self.receive, self.send)
         except BaseException as exc:

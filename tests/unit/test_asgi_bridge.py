@@ -51,6 +51,7 @@ async def serve_websocket(app: App, session: FakeSession, **options: Any) -> Fak
     bridge.handle_websocket(session)
     for task in list(bridge.tasks):
         await asyncio.wait_for(task, 5)
+    assert not bridge.tasks
     return session
 
 
@@ -467,6 +468,7 @@ async def test_cancelled_request_aborts_the_exchange() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert exchange.calls == [("abort",)]
+    assert not bridge.tasks  # a cancelled task is let go too
 
 
 # -- ASGI 2 --------------------------------------------------------------------------------
