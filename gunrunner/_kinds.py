@@ -1,4 +1,4 @@
-"""Option value kinds, and the typed spec of one option (config.py declares the options).
+"""Option value kinds, and the typed spec of one option (options.py declares the options).
 
 Rules:
 1. A `Kind` reads a value from text (environment, command line) and from a TOML value,

@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from gunrunner import config, exits, logs, preflight
+from gunrunner import config, exits, liveness, logs, preflight
 from gunrunner._fork import Fork, backoff, default_fork, fork_child
 from gunrunner._signals import HANDLED_SIGNALS, SignalQueue
 from gunrunner.errors import (
@@ -55,7 +55,6 @@ from gunrunner.worker import Worker, WorkerContext
 log = logging.getLogger(__name__)
 
 FORK_RETRIES = 5  # consecutive failed forks with no worker running before giving up
-KILL_GRACE = 2.0  # seconds between the stack dump of a silent worker and its SIGKILL
 
 
 class Arbiter:
@@ -109,8 +108,8 @@ class Arbiter:
                 self._reap()
                 self._read_status()
                 self._read_watcher()
-                self._check_heartbeats()
-                self._check_deadlines()
+                liveness.kill_silent_workers(self.slots, self.options.timeout)
+                liveness.enforce_kill_deadlines(self.slots)
                 if self.stopping and not self.slots.live() and not self._watcher_running():
                     break
             if self._error is not None:
@@ -263,7 +262,7 @@ class Arbiter:
     def _signal_worker(self, slot: WorkerSlot, sig: int, grace: float) -> None:
         if slot.state is not SlotState.DRAINING:
             slot.move(SlotState.DRAINING)
-        deadline = time.monotonic() + grace + KILL_GRACE
+        deadline = time.monotonic() + grace + liveness.KILL_GRACE
         if slot.kill_deadline is None or deadline < slot.kill_deadline:
             slot.kill_deadline = deadline
         with contextlib.suppress(ProcessLookupError):
@@ -527,42 +526,6 @@ class Arbiter:
         if all(s.state is SlotState.READY for s in wanted) and not self._announced_ready:
             self._announced_ready = True
             log.info("all %d workers ready", len(wanted))
-
-    # -- liveness and deadlines -----------------------------------------------------------
-    def _check_heartbeats(self) -> None:
-        timeout = self.options.timeout
-        if timeout <= 0:
-            return
-        for slot in self.slots.live():
-            if slot.state is not SlotState.READY or slot.heartbeat is None:
-                continue
-            silent = slot.heartbeat.age()
-            if silent > timeout:
-                log.error(
-                    "worker %d (slot %d) silent for %.1fs (timeout %gs): its event loop is "
-                    "stuck; dumping its stack to the log and killing it",
-                    slot.pid,
-                    slot.index,
-                    silent,
-                    timeout,
-                )
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(slot.pid, signal.SIGUSR2)
-                slot.move(SlotState.DRAINING)
-                slot.kill_deadline = time.monotonic() + KILL_GRACE
-
-    def _check_deadlines(self) -> None:
-        now = time.monotonic()
-        for slot in self.slots.live():
-            if slot.kill_deadline is not None and now >= slot.kill_deadline:
-                log.warning(
-                    "worker %d (slot %d) did not stop in time; sending SIGKILL",
-                    slot.pid,
-                    slot.index,
-                )
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(slot.pid, signal.SIGKILL)
-                slot.kill_deadline = now + 5.0  # and reap it on the next SIGCHLD
 
     def _kill_all(self) -> None:
         """Last resort on the way out (also after an exception): no child survives us."""

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
 from gunrunner import __version__, config, logs, preflight
+from gunrunner._kinds import BOOL, STR_LIST
 from gunrunner.arbiter import Arbiter
 from gunrunner.errors import EXIT_CONFIG, EXIT_OK, ConfigError, GunrunnerError
 from gunrunner.net import Listeners
@@ -77,11 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
             "default": argparse.SUPPRESS,
             "help": argparse.SUPPRESS if deprecated else _help(name),
         }
-        if spec.kind is config.BOOL:
+        if spec.kind is BOOL:
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
             kwargs["metavar"] = spec.metavar or name.upper()
-            if spec.kind is config.STR_LIST:
+            if spec.kind is STR_LIST:
                 kwargs["action"] = "append"
             if spec.const is not None:
                 kwargs["nargs"] = "?"
@@ -113,7 +114,7 @@ def cli_values(namespace: argparse.Namespace) -> dict[str, Any]:
         kind = config.kind_of(config.canonical(name))
         if isinstance(raw, bool):
             values[name] = raw
-        elif kind is config.STR_LIST:
+        elif kind is STR_LIST:
             items: list[str] = []
             for text in raw:
                 items.extend(config.convert_text(name, text, "command line"))

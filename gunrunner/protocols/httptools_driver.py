@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import re
 from typing import Any
 
 import httptools
@@ -38,6 +37,13 @@ from gunrunner.protocols.chunked_body import ChunkedBody
 from gunrunner.protocols.connection import HTTPConnection
 from gunrunner.protocols.exchange import HTTPExchange
 from gunrunner.protocols.framing import BadResponse, Framer
+from gunrunner.protocols.h11_rules import (
+    FRAMING_FIELDS,
+    h11_takes_trailers,
+    normalize_framing,
+    plain_request_line,
+    request_flags,
+)
 from gunrunner.protocols.request_head import skip_blank_lines
 from gunrunner.protocols.responses import REASONS
 from gunrunner.protocols.settings import ConnectionSettings
@@ -174,7 +180,7 @@ class HttpToolsProtocol(HTTPConnection):
             self._event(_ERROR, 400, body.illegal)
         elif end >= 0:
             self._body = None
-            if body.trailers != b"\r\n" and not _h11_takes_trailers(body.trailers):
+            if body.trailers != b"\r\n" and not h11_takes_trailers(body.trailers):
                 self._event(_ERROR, 400, "malformed trailers")
             else:
                 self._in_message = False
@@ -268,7 +274,7 @@ class HttpToolsProtocol(HTTPConnection):
         if not self._in_head:
             return  # a trailer field: dropped, as h11 does
         name = name.lower()
-        if name in _FRAMING:
+        if name in FRAMING_FIELDS:
             self._framing_fields = True
             if name == b"host":
                 self._has_host = True
@@ -279,7 +285,7 @@ class HttpToolsProtocol(HTTPConnection):
         method = parser.get_method()
         text = parser.get_http_version()
         raw = self._raw
-        if raw is not None and text != "0.9" and not _plain_request_line(raw, method, self._url):
+        if raw is not None and text != "0.9" and not plain_request_line(raw, method, self._url):
             raise _RefusedByH11Rules  # h11 decides (Rule 2): parsed on, it is a handoff
         self._in_head = False
         self._head_raw, self._raw = raw, None
@@ -293,7 +299,7 @@ class HttpToolsProtocol(HTTPConnection):
             return
         if self._framing_fields:
             self._chunked = any(name == b"transfer-encoding" for name, _ in self._headers)
-            refused = _normalize_framing(self._headers)
+            refused = normalize_framing(self._headers)
             if refused is not None:
                 self._event(_ERROR, *refused)
                 return
@@ -344,7 +350,7 @@ class HttpToolsProtocol(HTTPConnection):
         self._method = method
         self._request_done = False
         self._head_out = False
-        keep_alive, expect = _request_flags(version, headers)
+        keep_alive, expect = request_flags(version, headers)
         self._keep_alive = keep_alive
         self.http10_keep_alive = version == b"1.0" and keep_alive
         self._expect_continue = expect
@@ -492,95 +498,3 @@ class _RefusedByH11Rules(Exception):
 
 class _ChunkedBodyIsOurs(Exception):
     """Raised at the end of a chunked request's head: the body is read here (Rule 3)."""
-
-
-def _plain_request_line(raw: bytes, method: bytes, target: bytes) -> bool:
-    """The request line at the start of `raw` (after blank lines) is method, target and
-    version with one space between them, as h11 requires; llhttp takes several."""
-    start = 0
-    while raw[start : start + 1] in (b"\r", b"\n"):
-        start += 1
-    end = raw.find(b"\r\n", start)
-    # method SP target SP "HTTP/" digit "." digit
-    return end - start == len(method) + len(target) + 10
-
-
-def _h11_takes_trailers(section: bytes) -> bool:
-    """h11 reads `section` (trailer fields and the empty line) as the end of a chunked
-    body: what it would answer in this driver's place (Rule 3)."""
-    import h11
-
-    conn = h11.Connection(h11.SERVER)
-    conn.receive_data(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n")
-    conn.receive_data(section)
-    try:
-        while True:
-            event = conn.next_event()
-            if isinstance(event, h11.EndOfMessage):
-                return True
-            if event is h11.NEED_DATA:
-                return False
-    except h11.RemoteProtocolError:
-        return False
-
-
-_FRAMING = frozenset({b"content-length", b"transfer-encoding", b"host"})
-_DIGITS = re.compile(rb"[0-9]+")
-
-
-def _normalize_framing(headers: Headers) -> tuple[int, str] | None:
-    """Check and normalise Content-Length, Transfer-Encoding and Host as h11 does (in
-    place): equal Content-Length values become one field, the transfer coding is
-    lower-cased. The refusal (status, reason), or None."""
-    length: bytes | None = None
-    host = coding = False
-    index = 0
-    while index < len(headers):
-        name, value = headers[index]
-        if name == b"content-length":
-            values = {part.strip() for part in value.split(b",")}
-            if len(values) != 1:
-                return 400, "conflicting Content-Length headers"
-            value = values.pop()
-            if not _DIGITS.fullmatch(value) or len(value) > 20:
-                return 400, "bad Content-Length"
-            if length is not None:
-                if value != length:
-                    return 400, "conflicting Content-Length headers"
-                del headers[index]
-                continue
-            length = value
-            headers[index] = (name, value)
-        elif name == b"transfer-encoding":
-            if coding:
-                return 501, "multiple Transfer-Encoding headers"
-            value = value.lower()
-            if value != b"chunked":
-                return 501, "Only Transfer-Encoding: chunked is supported"
-            coding = True
-            headers[index] = (name, value)
-        elif name == b"host":
-            if host:
-                return 400, "Found multiple Host: headers"
-            host = True
-        index += 1
-    return None
-
-
-def _request_flags(version: bytes, headers: Headers) -> tuple[bool, bool]:
-    """(keep the connection alive after this request, the client waits for 100 Continue),
-    as h11 decides them (and HTTP/1.0 keep-alive as the h11 driver adds it)."""
-    close = keep = expect = False
-    for name, value in headers:
-        if name == b"connection":
-            for part in value.lower().split(b","):
-                token = part.strip()
-                if token == b"close":
-                    close = True
-                elif token == b"keep-alive":
-                    keep = True
-        elif name == b"expect" and value.lower() == b"100-continue":
-            expect = True
-    if version != b"1.0":  # (HTTP/1.2 and later 1.x are served as 1.1)
-        return not close, expect
-    return keep and not close, False

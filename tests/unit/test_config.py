@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from gunrunner import config
+from gunrunner._kinds import OptionSpec
 from gunrunner.cli import build_parser, cli_values
 from gunrunner.errors import ConfigError
 
@@ -248,7 +249,7 @@ def test_every_option_has_a_typed_spec() -> None:
     """spec_of() gives each option's OptionSpec; the old metadata keys still mirror it."""
     for name, field in config.FIELDS.items():
         spec = config.spec_of(name)
-        assert isinstance(spec, config.OptionSpec)
+        assert isinstance(spec, OptionSpec)
         assert spec.kind is config.kind_of(name)
         for key in ("help", "kind", "short", "choices", "minimum", "metavar", "const", "secret"):
             assert field.metadata[key] == getattr(spec, key), (name, key)
