@@ -18,7 +18,8 @@ Rules:
    body that grows past it: 413 if nothing was sent yet, else a close).
 4. Timers: a request head must be complete within header_timeout of its first byte (or
    of the connection's start): else 408 and a close (slowloris). Between requests an
-   idle connection lives keepalive_timeout.
+   idle connection lives keepalive_timeout. An app waiting for body bytes gets them
+   within body_timeout, else 408. The three are one Deadline, moved, never re-created.
 5. Every response that went out, the app's or a refusal, passes the observers once
    (protocols/observers.py); a refusal never reaches the app.
 6. Keep-alive: HTTP/1.1 unless either side says close; HTTP/1.0 only when the request
@@ -52,6 +53,9 @@ from gunrunner.protocols.settings import ConnectionSettings
 from gunrunner.protocols.websocket import WebSocketProtocol
 
 log = logging.getLogger(__name__)
+
+# A body at least this long is not copied behind its response head (write_parts).
+JOIN_LIMIT = 16 * 1024
 
 
 class RequestLine(NamedTuple):
@@ -146,6 +150,17 @@ class HTTPConnection(asyncio.Protocol):
         transport = self.transport
         if not transport.is_closing():
             transport.write(data)
+
+    def write_parts(self, head: bytes, body: bytes) -> None:
+        """Send `head` then `body` in one call: joined when the body is small; else by
+        writelines(), which does not copy the body behind its head (uvloop sends both in
+        one writev; asyncio joins them itself)."""
+        transport = self.transport
+        if not transport.is_closing():
+            if len(body) < JOIN_LIMIT:
+                transport.write(head + body)
+            else:
+                transport.writelines((head, body))
 
     # -- asyncio callbacks ----------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -485,6 +500,11 @@ class HTTPConnection(asyncio.Protocol):
             if data:
                 self.write(data)
         self.resume_for_body()
+
+    def start_body_timer(self) -> None:
+        """The app waits for body bytes: they must come within body_timeout (the
+        connection's one Deadline: no head or keep-alive timer runs during a request)."""
+        self._timer.set(self.limits.body_timeout, self.body_timed_out)
 
     def body_timed_out(self) -> None:
         """The app waited body_timeout for body bytes that did not come."""

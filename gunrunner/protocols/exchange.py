@@ -5,8 +5,8 @@ Rules:
 1. No parser here: bytes on the wire come from the driver's framing hooks
    (`frame_head`, `frame_data`, `frame_span`, `frame_end` on the connection), which
    raise the driver's `bad_response` errors for a response that breaks HTTP.
-2. A response whose body is known goes out in one transport.write() (head + body +
-   end), so that it never meets a delayed ACK.
+2. A response whose body is known goes out in one transport call (head + body + end,
+   `write_parts`), so that it never meets a delayed ACK.
 3. Reading pauses while more than BODY_HIGH_WATER bytes of body wait for the app;
    `write` waits while the transport is paused.
 4. Every completed response passes the observers once (protocols/observers.py).
@@ -164,12 +164,13 @@ class HTTPExchange:
             proto = self.proto
             proto.want_body(self)
             self._body_waiter = proto.loop.create_future()
-            timer = proto.loop.call_later(proto.limits.body_timeout, proto.body_timed_out)
+            proto.start_body_timer()
             try:
                 await self._body_waiter
             finally:
-                timer.cancel()
                 self._body_waiter = None
+                if proto.exchange is self:
+                    proto.cancel_timer()
         if self._body:
             data = self._body[0] if len(self._body) == 1 else b"".join(self._body)
             self._body.clear()
@@ -193,18 +194,19 @@ class HTTPExchange:
         self.status = status
         proto = self.proto
         try:
-            data = proto.frame_head(
+            head = proto.frame_head(
                 self, status, proto.response_headers(self, status, headers, len(body))
             )
             proto.note_close_after_head()
+            rest = b""
             if body and self.method != "HEAD" and status not in HAS_NO_BODY:
-                data += proto.frame_data(body)
+                rest = proto.frame_data(body)
                 self.sent = len(body)
-            data += proto.frame_end(None)
+            rest += proto.frame_end(None)
         except proto.bad_response as exc:
             proto.app_error(self, exc, status)
             return
-        proto.write(data)
+        proto.write_parts(head, rest)
         self.complete()
 
     def start(self, status: int, headers: Headers) -> None:
@@ -233,9 +235,10 @@ class HTTPExchange:
                 proto.app_error(self, exc, None)
                 raise RuntimeError(f"invalid response: {exc}") from None
             if self._pending_head:
-                out = self._pending_head + out
+                proto.write_parts(self._pending_head, out)
                 self._pending_head = b""
-            proto.write(out)
+            else:
+                proto.write(out)
             self.sent += len(data)
         if proto.write_paused:
             await proto.drain()

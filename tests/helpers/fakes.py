@@ -59,7 +59,8 @@ class FakeTransport:
 
     def __init__(self, protocol: Any = None, *, extra: dict[str, Any] | None = None) -> None:
         self.protocol = protocol  # connection_lost() goes to it; may be set after creation
-        self.writes: list[bytes] = []
+        self.writes: list[bytes] = []  # one entry per write() or writelines() call
+        self.vectored: list[tuple[bytes, ...]] = []  # the parts of each writelines()
         self.closed = False
         self.aborted = False
         self.lost = False
@@ -80,6 +81,12 @@ class FakeTransport:
     def write(self, data: bytes) -> None:
         assert not self.closed, "write after close"
         self.writes.append(bytes(data))
+
+    def writelines(self, parts: Any) -> None:
+        parts = tuple(parts)
+        assert not self.closed, "write after close"
+        self.vectored.append(parts)
+        self.writes.append(b"".join(parts))
 
     def take(self) -> bytes:
         """Everything written since the last take()."""

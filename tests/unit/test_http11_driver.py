@@ -13,6 +13,7 @@ import pytest
 from gunrunner.apps.types import ClientDisconnected
 from gunrunner.config import Options
 from gunrunner.protocols.chunk_header import CHUNK_HEADER
+from gunrunner.protocols.connection import JOIN_LIMIT
 from gunrunner.protocols.exchange import BODY_HIGH_WATER
 from gunrunner.protocols.http11 import HTTP11Protocol, keep_http10_alive
 from gunrunner.protocols.limits import Limits
@@ -146,6 +147,30 @@ async def test_complete_response_is_one_write() -> None:
     assert header(response, b"date") == [date_header()]
     assert header(response, b"connection") == []
     assert not h.transport.closed
+
+
+@in_loop
+async def test_large_body_is_not_copied_behind_its_head() -> None:
+    """A body of JOIN_LIMIT bytes or more leaves in one writelines() call, head then the
+    body object itself; a smaller one is joined to its head in one write()."""
+    h = Harness()
+    big = b"x" * JOIN_LIMIT
+    h.request("GET", "/big")
+    h.bridge.exchanges[0].respond(200, [], big)
+    ((head, body),) = h.transport.vectored
+    assert body is big and head.startswith(b"HTTP/1.1 200 ")
+    assert h.response()[1] == big
+    h.request("GET", "/small")
+    h.bridge.exchanges[1].respond(200, [], big[:-1])
+    assert len(h.transport.vectored) == 1 and len(h.transport.writes) == 2
+    assert h.response()[1] == big[:-1]
+    h.request("GET", "/streamed")
+    streamed = h.bridge.exchanges[2]
+    streamed.start(200, [(b"content-length", b"%d" % len(big))])
+    await streamed.write(big)
+    streamed.end()
+    assert h.transport.vectored[1][1] is big  # after the held head
+    assert h.response()[1] == big
 
 
 @in_loop
