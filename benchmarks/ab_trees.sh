@@ -4,7 +4,7 @@
 # to CPU 1 (1 s warm-up, then 3 s measured). Compare the medians' ratio, not the numbers.
 #
 #   git worktree add /tmp/base HEAD
-#   benchmarks/ab_trees.sh /tmp/base . bench_asgi:app httptools 6
+#   benchmarks/ab_trees.sh /tmp/base . bench_asgi:app httptools 6 [/64k]
 #
 # APP is an app in benchmarks/apps (bench_asgi:app, bench_wsgi:app); DRIVER is h11
 # (on asyncio) or httptools (on uvloop). Each tree runs `python -m gunrunner` from its own
@@ -14,7 +14,7 @@ if [ $# -lt 4 ]; then
   sed -n '2,11p' "$0"
   exit 2
 fi
-A=$(realpath "$1"); B=$(realpath "$2"); APP=$3; DRIVER=$4; ROUNDS=${5:-4}
+A=$(realpath "$1"); B=$(realpath "$2"); APP=$3; DRIVER=$4; ROUNDS=${5:-4}; URL_PATH=${6:-/}
 LOOP=asyncio; [ "$DRIVER" = httptools ] && LOOP=uvloop
 HERE=$(dirname "$(realpath "$0")")
 PY=${PYTHON:-python}
@@ -26,8 +26,8 @@ serve_and_load() {  # tree port -> prints req/s
     --log-level warning) >/dev/null 2>&1 &
   pid=$!
   for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
-  taskset -c 1 wrk -t1 -c50 -d1s "http://127.0.0.1:$port/" >/dev/null
-  rps=$(taskset -c 1 wrk -t1 -c50 -d3s "http://127.0.0.1:$port/" | awk '/Requests\/sec/{print $2}')
+  taskset -c 1 wrk -t1 -c50 -d1s "http://127.0.0.1:$port$URL_PATH" >/dev/null
+  rps=$(taskset -c 1 wrk -t1 -c50 -d3s "http://127.0.0.1:$port$URL_PATH" | awk '/Requests\/sec/{print $2}')
   kill -TERM "$pid"
   wait "$pid" || true
   echo "$rps"
