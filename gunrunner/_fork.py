@@ -21,11 +21,14 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterable
 
 log = logging.getLogger(__name__)
 
 Fork = Callable[[], int]
+
+FORK_RETRIES = 5  # consecutive failed forks with no worker running before giving up
 
 
 def fork_for_tests(spec: str) -> Fork:
@@ -85,3 +88,26 @@ def fork_child(
 def backoff(failures: int) -> float:
     """Seconds to wait before retry number `failures` (1, 2, ...): 0.2 s doubling to 10 s."""
     return float(min(0.1 * 2**failures, 10.0))
+
+
+class ForkFailures:
+    """Consecutive failed forks: when the next may be tried, and when to give up
+    (FORK_RETRIES of them in a row while no worker runs)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.retry_at = 0.0  # time.monotonic() before which no fork is tried
+        self.last_error = ""
+
+    def succeeded(self) -> None:
+        self.count = 0
+
+    def failed(self, exc: OSError, running: int) -> float | None:
+        """Count a failure: the seconds until the next try, or None to give up."""
+        self.count += 1
+        self.last_error = f"[Errno {exc.errno}] {exc.strerror}"
+        if running == 0 and self.count >= FORK_RETRIES:
+            return None
+        delay = backoff(self.count)
+        self.retry_at = time.monotonic() + delay
+        return delay

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gunrunner import config, exits, liveness, logs, preflight
-from gunrunner._fork import Fork, backoff, default_fork, fork_child
+from gunrunner._fork import Fork, ForkFailures, backoff, default_fork, fork_child
 from gunrunner._signals import HANDLED_SIGNALS, SignalQueue
 from gunrunner.errors import (
     EXIT_ERROR,
@@ -53,8 +53,6 @@ from gunrunner.status import STATUS_READY, Heartbeat, error_text, read_available
 from gunrunner.worker import Worker, WorkerContext
 
 log = logging.getLogger(__name__)
-
-FORK_RETRIES = 5  # consecutive failed forks with no worker running before giving up
 
 
 class Arbiter:
@@ -77,9 +75,7 @@ class Arbiter:
         self.signals = SignalQueue()
         self.stopping: str | None = None
         self.exit_code = EXIT_OK
-        self._fork_failures = 0
-        self._fork_retry_at = 0.0
-        self._last_fork_error = ""
+        self._fork_failures = ForkFailures()
         self._announced_ready = False
         self._ever_served = False  # some worker has been ready: the start succeeded
         self._error: GunrunnerError | None = None
@@ -127,7 +123,7 @@ class Arbiter:
             if slot.kill_deadline is not None:
                 timeout = min(timeout, slot.kill_deadline - now)
             if slot.state is SlotState.EMPTY and not slot.retired and not self.stopping:
-                timeout = min(timeout, max(slot.next_spawn, self._fork_retry_at) - now)
+                timeout = min(timeout, max(slot.next_spawn, self._fork_failures.retry_at) - now)
         return max(timeout, 0.0)
 
     def _wait(self, timeout: float) -> None:
@@ -276,7 +272,7 @@ class Arbiter:
         for slot in sorted(self.slots.wanted(), key=lambda s: s.index):
             if slot.state is not SlotState.EMPTY or now < slot.next_spawn:
                 continue
-            if now < self._fork_retry_at:
+            if now < self._fork_failures.retry_at:
                 return
             if not self._spawn(slot):
                 return
@@ -316,7 +312,7 @@ class Arbiter:
         os.close(status_w)
         os.set_blocking(status_r, False)
         self.slots.started(slot, pid, status_r, heartbeat)
-        self._fork_failures = 0
+        self._fork_failures.succeeded()
         log.info("started worker %d (slot %d)", pid, slot.index)
         return True
 
@@ -334,22 +330,20 @@ class Arbiter:
         logs.set_role(role)
 
     def _fork_failed(self, slot: WorkerSlot, exc: OSError) -> None:
-        self._fork_failures += 1
-        self._last_fork_error = f"[Errno {exc.errno}] {exc.strerror}"
+        failures = self._fork_failures
         running = len(self.slots.live())
-        if running == 0 and self._fork_failures >= FORK_RETRIES:
+        delay = failures.failed(exc, running)
+        if delay is None:
             self._error = NoWorkersError(
-                f"no workers could be started: fork failed {self._fork_failures} times "
-                f"({self._last_fork_error}); check the process limit (ulimit -u) and memory"
+                f"no workers could be started: fork failed {failures.count} times "
+                f"({failures.last_error}); check the process limit (ulimit -u) and memory"
             )
             self.stopping = "fast"
             return
-        delay = backoff(self._fork_failures)
-        self._fork_retry_at = time.monotonic() + delay
         log.error(
             "cannot fork worker for slot %d: %s; serving with %d worker(s), retrying in %.1fs",
             slot.index,
-            self._last_fork_error,
+            failures.last_error,
             running,
             delay,
         )

@@ -111,7 +111,7 @@ class ASGIBridge:
             scope["state"] = self.state.copy()
         self._start(_WebSocketCycle(self.app, scope, session))
 
-    def _start(self, cycle: _Cycle | _WebSocketCycle) -> None:
+    def _start(self, cycle: _TrackedCycle) -> None:
         """Run one request's cycle as a task, in a fresh copy of the worker's context
         (Rule 1), kept in `tasks` until done (cancelled at shutdown). The cycle removes
         its own task when it ends: a done-callback would cost a loop Handle per request."""
@@ -121,7 +121,25 @@ class ASGIBridge:
         self.tasks.add(task)
 
 
-class _Cycle:
+class _TrackedCycle:
+    """A cycle run as a task that leaves the bridge's `tasks` when it ends."""
+
+    __slots__ = ("task", "tasks")
+
+    task: asyncio.Task[None]  # both set by ASGIBridge._start
+    tasks: set[asyncio.Task[None]]
+
+    async def run(self) -> None:
+        try:
+            await self._serve()
+        finally:
+            self.tasks.discard(self.task)
+
+    async def _serve(self) -> None:
+        raise NotImplementedError
+
+
+class _Cycle(_TrackedCycle):
     """receive() and send() for one request."""
 
     __slots__ = (
@@ -133,14 +151,9 @@ class _Cycle:
         "headers",
         "scope",
         "status",
-        "task",
-        "tasks",
         "trailers",
         "trailers_wanted",
     )
-
-    task: asyncio.Task[None]  # both set by ASGIBridge._start
-    tasks: set[asyncio.Task[None]]
 
     def __init__(self, app: ASGI3App, scope: Scope, exchange: Exchange) -> None:
         self.app = app
@@ -153,12 +166,6 @@ class _Cycle:
         self.gone = False  # the app was told http.disconnect before its response ended
         self.trailers_wanted = False  # http.response.start said trailers: True
         self.trailers: Headers | None = None  # set once the body ended; trailers to come
-
-    async def run(self) -> None:
-        try:
-            await self._serve()
-        finally:
-            self.tasks.discard(self.task)
 
     async def _serve(self) -> None:
         exchange = self.exchange
@@ -290,11 +297,8 @@ class _Cycle:
         self._body_ended()
 
 
-class _WebSocketCycle:
+class _WebSocketCycle(_TrackedCycle):
     """receive() and send() for one WebSocket (ASGI websocket scope)."""
-
-    task: asyncio.Task[None]  # both set by ASGIBridge._start
-    tasks: set[asyncio.Task[None]]
 
     def __init__(self, app: ASGI3App, scope: Scope, session: WebSocketSession) -> None:
         self.app = app
@@ -306,12 +310,6 @@ class _WebSocketCycle:
         self.response_status: int | None = None
         self.response_headers: Headers = []
         self.response_done = False
-
-    async def run(self) -> None:
-        try:
-            await self._serve()
-        finally:
-            self.tasks.discard(self.task)
 
     async def _serve(self) -> None:
         try:

@@ -46,10 +46,11 @@ from gunrunner.apps.types import (
 )
 from gunrunner.protocols.deadline import Deadline
 from gunrunner.protocols.exchange import HTTPExchange
-from gunrunner.protocols.observers import ResponseRecord, refused_head_record
-from gunrunner.protocols.request_head import PASSED, apply_forwarded, check_head, request_id
-from gunrunner.protocols.responses import HAS_NO_BODY, date_header, refusal
+from gunrunner.protocols.observers import refused_head_record
+from gunrunner.protocols.request_head import PASSED, check_head, request_id
+from gunrunner.protocols.responses import refusal
 from gunrunner.protocols.settings import ConnectionSettings
+from gunrunner.protocols.waiters import wake_all
 from gunrunner.protocols.websocket import WebSocketProtocol
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ class HTTPConnection(asyncio.Protocol):
 
     # -- what a driver supplies -------------------------------------------------------------
     def frame_head(self, exchange: HTTPExchange, status: int, headers: Headers) -> bytes:
-        """The response head's bytes (headers: the app's plus ours, response_headers())."""
+        """The response head's bytes (headers: the app's plus ours, HTTPExchange.full_headers())."""
         raise NotImplementedError
 
     def frame_data(self, data: bytes) -> bytes:
@@ -190,10 +191,7 @@ class HTTPConnection(asyncio.Protocol):
         self.stop_timer()
         if self.exchange is not None:
             self.exchange.lost()
-        for waiter in self._drain_waiters:
-            if not waiter.done():
-                waiter.set_exception(ClientDisconnected("client disconnected"))
-        self._drain_waiters.clear()
+        wake_all(self._drain_waiters, ClientDisconnected("client disconnected"))
 
     def eof_received(self) -> bool:
         """The client will send nothing more (a FIN; under TLS, its close_notify).
@@ -225,10 +223,7 @@ class HTTPConnection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        for waiter in self._drain_waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        self._drain_waiters.clear()
+        wake_all(self._drain_waiters)
 
     async def drain(self) -> None:
         """Wait until the client reads again; drop it after send_timeout."""
@@ -290,7 +285,7 @@ class HTTPConnection(asyncio.Protocol):
             if check.host is not None:
                 self.valid_host = check.host  # keep-alive requests repeat it
             if check.forwarded and self.trusted:
-                self._apply_forwarded(exchange)
+                exchange.apply_forwarded(self.settings.proxy)  # type: ignore[arg-type]
         if self.settings.observers:
             exchange.started = time.monotonic()
             exchange.request_id = request_id(exchange.headers, self.trusted)
@@ -307,20 +302,6 @@ class HTTPConnection(asyncio.Protocol):
         if exchange is not None:
             self._dispatch = None
             self.settings.bridge.handle(exchange)
-
-    def _apply_forwarded(self, exchange: HTTPExchange) -> None:
-        """Client, scheme and server as the trusted proxy in front of us reports them."""
-        forwarded = apply_forwarded(
-            exchange.headers,
-            exchange.client,
-            exchange.scheme,
-            self.settings.proxy,  # type: ignore[arg-type]
-        )
-        exchange.client = forwarded.client
-        exchange.scheme = forwarded.scheme
-        if forwarded.server is not None and forwarded.headers is not None:
-            exchange.server = forwarded.server
-            exchange.headers = forwarded.headers
 
     def _upgrade_websocket(self, exchange: HTTPExchange, target: bytes) -> None:
         """Hand the connection to the WebSocket driver (or refuse: WSGI has no WebSockets)."""
@@ -383,50 +364,12 @@ class HTTPConnection(asyncio.Protocol):
         exchange = self.exchange
         if exchange is not None:  # refused mid-body: its head passed every check
             record = exchange.record(status, sent, refused=True)
-        elif head is not None and status != 414:  # its line is within limit_request_line
-            record = refused_head_record(self.client, *head, status=status, sent=sent)
-        else:  # no head (garbage, too large, too slow) or a line too long to log
-            record = ResponseRecord(
-                self.client, None, b"", b"", "", [], status, sent, 0.0, None, True
-            )
+        else:
+            record = refused_head_record(self.client, head, status=status, sent=sent)
         for observer in self.settings.observers:
             observer.response(record)
 
     # -- responses ------------------------------------------------------------------------
-    def response_headers(
-        self, exchange: HTTPExchange, status: int, headers: Headers, length: int | None
-    ) -> Headers:
-        """The app's headers plus ours (Date, Server, Content-Length, Connection)."""
-        has_length = has_server = chunked = False
-        for name, _ in headers:
-            lowered = name.lower()
-            if lowered in (b"content-length", b"transfer-encoding"):
-                has_length = True
-                chunked = chunked or lowered == b"transfer-encoding"
-            elif lowered == b"server":
-                has_server = True
-        extra: Headers = [(b"date", date_header())]
-        if not has_server and self.settings.server_header:
-            extra.append((b"server", b"gunrunner"))
-        if length is not None and not has_length and status not in HAS_NO_BODY and status >= 200:
-            extra.append((b"content-length", b"%d" % length))
-        elif length is None:
-            # As the framing goes: chunked unless the length is known, there is no body,
-            # or the client speaks HTTP/1.0 (then the close ends the body).
-            exchange.chunked = (
-                (chunked or not has_length)
-                and exchange.http_version == "1.1"
-                and exchange.method != "HEAD"
-                and status not in HAS_NO_BODY
-            )
-        if self.close_when_done or self.settings.draining or not exchange.body_complete:
-            extra.append((b"connection", b"close"))
-        elif exchange.http_version == "1.0" and self.http10_keep_alive:
-            # HTTP/1.0 closes unless the response says keep-alive (RFC 9112 9.3). For a
-            # body of unknown length the framing turns this into "close".
-            extra.append((b"connection", b"keep-alive"))
-        return headers + extra
-
     def note_close_after_head(self) -> None:
         """Our head said Connection: close after the request ended: from now on any byte
         from the client is ignored (a parser would take it for a protocol error and the

@@ -24,14 +24,17 @@ from gunrunner.apps.types import ClientDisconnected, Headers
 from gunrunner.protocols.observers import ResponseRecord
 from gunrunner.protocols.request_head import (
     accepts_trailers,
+    apply_forwarded,
     split_absolute_form,
     with_host,
 )
-from gunrunner.protocols.responses import HAS_NO_BODY
+from gunrunner.protocols.responses import HAS_NO_BODY, date_header
 from gunrunner.protocols.sendfile import send_range
+from gunrunner.protocols.waiters import wake_all
 
 if TYPE_CHECKING:
     from gunrunner.protocols.connection import HTTPConnection
+    from gunrunner.proxy import ProxyTrust
 
 log = logging.getLogger(__name__)
 
@@ -148,10 +151,7 @@ class HTTPExchange:
         self.wake_done()
 
     def wake_done(self) -> None:
-        for waiter in self._done_waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        self._done_waiters.clear()
+        wake_all(self._done_waiters)
 
     # -- Exchange API, used by the bridges ------------------------------------------------
     def body_known_empty(self) -> bool:
@@ -194,9 +194,7 @@ class HTTPExchange:
         self.status = status
         proto = self.proto
         try:
-            head = proto.frame_head(
-                self, status, proto.response_headers(self, status, headers, len(body))
-            )
+            head = proto.frame_head(self, status, self.full_headers(status, headers, len(body)))
             proto.note_close_after_head()
             rest = b""
             if body and self.method != "HEAD" and status not in HAS_NO_BODY:
@@ -217,7 +215,7 @@ class HTTPExchange:
         proto = self.proto
         try:
             self._pending_head = proto.frame_head(
-                self, status, proto.response_headers(self, status, headers, None)
+                self, status, self.full_headers(status, headers, None)
             )
             proto.note_close_after_head()
         except proto.bad_response as exc:
@@ -309,6 +307,49 @@ class HTTPExchange:
             for observer in observers:
                 observer.response(record)
         self.proto.response_complete()
+
+    def apply_forwarded(self, proxy: ProxyTrust) -> None:
+        """Client, scheme and server as the trusted proxy in front of us reports them."""
+        forwarded = apply_forwarded(self.headers, self.client, self.scheme, proxy)
+        self.client = forwarded.client
+        self.scheme = forwarded.scheme
+        if forwarded.server is not None and forwarded.headers is not None:
+            self.server = forwarded.server
+            self.headers = forwarded.headers
+
+    def full_headers(self, status: int, headers: Headers, length: int | None) -> Headers:
+        """The app's headers plus ours (Date, Server, Content-Length, Connection)."""
+        proto = self.proto
+        exchange = self
+        has_length = has_server = chunked = False
+        for name, _ in headers:
+            lowered = name.lower()
+            if lowered in (b"content-length", b"transfer-encoding"):
+                has_length = True
+                chunked = chunked or lowered == b"transfer-encoding"
+            elif lowered == b"server":
+                has_server = True
+        extra: Headers = [(b"date", date_header())]
+        if not has_server and proto.settings.server_header:
+            extra.append((b"server", b"gunrunner"))
+        if length is not None and not has_length and status not in HAS_NO_BODY and status >= 200:
+            extra.append((b"content-length", b"%d" % length))
+        elif length is None:
+            # As the framing goes: chunked unless the length is known, there is no body,
+            # or the client speaks HTTP/1.0 (then the close ends the body).
+            exchange.chunked = (
+                (chunked or not has_length)
+                and exchange.http_version == "1.1"
+                and exchange.method != "HEAD"
+                and status not in HAS_NO_BODY
+            )
+        if proto.close_when_done or proto.settings.draining or not exchange.body_complete:
+            extra.append((b"connection", b"close"))
+        elif exchange.http_version == "1.0" and proto.http10_keep_alive:
+            # HTTP/1.0 closes unless the response says keep-alive (RFC 9112 9.3). For a
+            # body of unknown length the framing turns this into "close".
+            extra.append((b"connection", b"keep-alive"))
+        return headers + extra
 
     def record(self, status: int, sent: int, *, refused: bool) -> ResponseRecord:
         """What the observers are told of this exchange's response."""

@@ -48,16 +48,18 @@ class ResponseObserver(Protocol):
 
 def refused_head_record(
     client: tuple[str, int] | None,
-    method: bytes,
-    target: bytes,
-    http_version: bytes,
-    headers: Headers,
+    head: tuple[bytes, bytes, bytes, Headers] | None,
     *,
     status: int,
     sent: int,
 ) -> ResponseRecord:
-    """The record of a request head refused before it reached the app (Rule 3: a head
-    too large, 431, carries no headers)."""
+    """The record of a request refused before it reached the app: `head` is its method,
+    target, version and headers (Rule 3: a head too large, 431, carries no headers), or
+    None when there was none (garbage, a head too large or too slow). A request line too
+    long (414) is not recorded either."""
+    if head is None or status == 414:
+        return ResponseRecord(client, None, b"", b"", "", [], status, sent, 0.0, None, True)
+    method, target, http_version, headers = head
     path, _, query = target.partition(b"?")
     return ResponseRecord(
         client,

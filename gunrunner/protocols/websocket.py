@@ -35,6 +35,7 @@ from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from gunrunner.apps.types import Exchange, Headers, WebSocketBridge, WebSocketClosed
+from gunrunner.protocols.waiters import wake_all
 
 log = logging.getLogger(__name__)
 
@@ -283,20 +284,14 @@ class WebSocketProtocol(asyncio.Protocol):
             if timer is not None:
                 timer.cancel()
         self._finish(1006, "")
-        for waiter in self._drain_waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        self._drain_waiters.clear()
+        wake_all(self._drain_waiters)
 
     def pause_writing(self) -> None:
         self._write_paused = True
 
     def resume_writing(self) -> None:
         self._write_paused = False
-        for waiter in self._drain_waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        self._drain_waiters.clear()
+        wake_all(self._drain_waiters)
 
     def close_when_idle(self) -> None:
         """The server is stopping: close with 1001 (going away)."""
