@@ -215,7 +215,6 @@ class Arbiter:
         if self.stopping in (mode, "fast"):
             return
         self.stopping = mode
-        log.info("%s stop: %d worker(s) to stop", mode, len(self.slots.live()))
         # New clients are refused from now on; what is queued is accepted by the workers,
         # which keep their copies of the sockets until they have drained them.
         self.listeners.close_all()
@@ -227,6 +226,9 @@ class Arbiter:
                 self._signal_worker(slot, signal.SIGQUIT, 0.0)
         if self.watcher is not None:
             self.watcher.signal(signal.SIGTERM)
+        # Logged once every worker has been told: whoever waits for this line (an
+        # operator's script, a test) may assume the workers are already stopping.
+        log.info("%s stop: %d worker(s) to stop", mode, len(self.slots.live()))
 
     # -- restarts (HUP, reload) -----------------------------------------------------------
     def restart_workers(self, reason: str) -> None:

@@ -101,6 +101,7 @@ class Worker:
         self.ctx = context
         self.options = context.options
         self._stop: asyncio.Future[str] | None = None
+        self._settings: ConnectionSettings | None = None
         self._give_up = asyncio.Event()
         self._access: AccessLog | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
@@ -185,6 +186,7 @@ class Worker:
                 per_message_deflate=options.ws_per_message_deflate,
             ),
         )
+        self._settings = settings
         driver = http_driver(options.http)
         factory = functools.partial(driver, settings)
         acceptor = Acceptor(
@@ -228,7 +230,8 @@ class Worker:
         # listening: a client that connected before the stop is served, not reset.
         # Under --reload the old code must not answer the next request on an idle
         # keep-alive connection: those close at once (a browser resends the GET).
-        settings.drain(close_idle=self.options.reload)
+        if not settings.draining:
+            settings.drain(close_idle=self.options.reload)
         await acceptor.stop()
         deadline = time.monotonic() + self.options.graceful_timeout
         while settings.connections and time.monotonic() < deadline:
@@ -273,6 +276,10 @@ class Worker:
         if not self._stop.done():
             log.info("stopping (%s)", mode)
             self._stop.set_result(mode)
+            if mode == "graceful" and self._settings is not None:
+                # Now, in the signal's own callback, not when _serve resumes a few loop
+                # turns later: a request read in between must already get Connection: close.
+                self._settings.drain(close_idle=self.options.reload)
         elif mode == "fast" and self._stop.result() == "graceful" and not self._give_up.is_set():
             # INT or QUIT during a graceful stop: stop waiting for busy connections.
             # (Ctrl-C reaches the workers and then the arbiter's QUIT: a fast stop

@@ -19,6 +19,7 @@ import io
 import logging
 import os
 import queue
+import signal
 import stat
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -39,6 +40,11 @@ log = logging.getLogger(__name__)
 # HTTP header name -> environ key; bounded so hostile clients cannot grow it forever.
 _ENVIRON_KEYS: dict[bytes, str] = {}
 _ENVIRON_KEYS_MAX = 512
+# Signals the worker's loop handles: blocked in pool threads (see ThreadPool).
+LOOP_SIGNALS = frozenset({
+    signal.SIGTERM, signal.SIGQUIT, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1,
+    signal.SIGUSR2, signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD,
+})  # fmt: skip
 
 
 def _environ_key(name: bytes) -> str:
@@ -202,8 +208,17 @@ class ThreadPool:
             threading.Thread(target=self._work, name=f"gunrunner-wsgi-{n}", daemon=True)
             for n in range(threads)
         ]
-        for thread in self._threads:
-            thread.start()
+        # The threads start with the process's signals blocked (they inherit the mask), so
+        # the kernel hands TERM and the rest to the loop's thread. A signal sent while
+        # the worker is stopped would otherwise wake whichever thread runs first; its
+        # wakeup byte could then trail a finished call's, and a response go out before
+        # the loop saw the stop.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, LOOP_SIGNALS)
+        try:
+            for thread in self._threads:
+                thread.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
     def submit(self, fn: Callable[..., None], *args: Any) -> None:
         self._jobs.put((fn, args))

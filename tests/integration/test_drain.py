@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -23,22 +24,25 @@ def test_queued_connections_are_served_after_term(app: str) -> None:
         workers = server.workers()
         for pid in workers:
             os.kill(pid, signal.SIGSTOP)  # frozen workers: connections queue in the kernel
-        clients = []
-        try:
-            for _ in range(6):
-                sock = socket.create_connection((server.host, server.port), timeout=15)
-                sock.sendall(REQUEST)
-                clients.append(sock)
-            server.send_signal(signal.SIGTERM)
-            server.wait_for("graceful stop")
-        finally:
-            for pid in workers:
-                os.kill(pid, signal.SIGCONT)
-        for sock in clients:
-            with sock:
+        with contextlib.ExitStack() as stack:
+            clients = []
+            try:
+                for _ in range(6):
+                    sock = socket.create_connection((server.host, server.port), timeout=15)
+                    stack.enter_context(sock)
+                    sock.sendall(REQUEST)
+                    clients.append(sock)
+                server.send_signal(signal.SIGTERM)
+                # Logged once the workers have been sent TERM: they see it on resuming,
+                # before they read the queued requests.
+                server.wait_for("graceful stop")
+            finally:
+                for pid in workers:
+                    os.kill(pid, signal.SIGCONT)
+            for sock in clients:
                 response = read_until_closed(sock, 15)
-            assert response.startswith(b"HTTP/1.1 200 "), response
-            assert b"connection: close" in response.lower()
+                assert response.startswith(b"HTTP/1.1 200 "), response
+                assert b"connection: close" in response.lower()
         assert server.wait_exit() == 0
 
 

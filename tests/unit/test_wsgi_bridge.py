@@ -6,6 +6,7 @@ import asyncio
 import io
 import itertools
 import logging
+import signal
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -15,7 +16,14 @@ from wsgiref.validate import check_environ
 import pytest
 
 from gunrunner.apps.types import ClientDisconnected
-from gunrunner.apps.wsgi import ErrorStream, FileWrapper, WSGIBridge, WSGIInput
+from gunrunner.apps.wsgi import (
+    LOOP_SIGNALS,
+    ErrorStream,
+    FileWrapper,
+    ThreadPool,
+    WSGIBridge,
+    WSGIInput,
+)
 from tests.helpers.fakes import FakeExchange
 
 Fetch = Callable[[], tuple[bytes, bool]]
@@ -516,3 +524,27 @@ def test_iterable_close_always_called(fail_after: int | None, expected_last: str
         assert calls[-1][1] == 500  # nothing had gone out: a clean 500
     assert body_iterable.closed_event.wait(5), "close() was not called"
     assert body_iterable.closed == 1
+
+
+def test_pool_threads_leave_the_loops_signals_to_the_loop_thread() -> None:
+    """A pool thread blocks TERM and the rest, so the kernel delivers them to the loop's
+    thread; the loop thread's own mask is left as it was."""
+    loop = asyncio.new_event_loop()
+    try:
+        before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        pool = ThreadPool(2, loop)
+        masks: list[set[signal.Signals]] = []
+        done = threading.Event()
+
+        def job() -> None:
+            masks.append(signal.pthread_sigmask(signal.SIG_BLOCK, []))
+            done.set()
+
+        pool.submit(job)
+        assert done.wait(5)
+        pool.shutdown()
+        assert LOOP_SIGNALS.issubset(masks[0])
+        assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before
+        assert signal.SIGTERM not in before
+    finally:
+        loop.close()
