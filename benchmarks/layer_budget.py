@@ -96,9 +96,10 @@ class AnswerAtOnce:
 class RunByHand(asgi.ASGIBridge):
     """The ASGI bridge, each cycle run to its end by hand: no Task, no loop turn."""
 
-    def _start(self, cycle: Coroutine[Any, Any, None]) -> None:
+    def _start(self, cycle: Any) -> None:
+        coroutine = cycle._serve()  # the cycle's body, without the task bookkeeping
         try:
-            cycle.send(None)
+            coroutine.send(None)
         except StopIteration:
             return
         raise RuntimeError("the cycle waited: it cannot be run by hand")
