@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from gunrunner import config, exits, liveness, logs, preflight
+from gunrunner import config, exits, liveness, logs, preflight, recycling
 from gunrunner._fork import Fork, ForkFailures, backoff, default_fork, fork_child
 from gunrunner._signals import HANDLED_SIGNALS, SignalQueue
 from gunrunner.errors import (
@@ -47,9 +47,16 @@ from gunrunner.errors import (
 )
 from gunrunner.exits import Action
 from gunrunner.net import Listeners
+from gunrunner.recycling import RecyclePolicy, Recycler
 from gunrunner.reload import Watcher
 from gunrunner.slots import SlotState, SlotTable, WorkerSlot
-from gunrunner.status import STATUS_READY, Heartbeat, error_text, read_available
+from gunrunner.status import (
+    STATUS_READY,
+    Heartbeat,
+    error_text,
+    read_available,
+    reports_max_requests,
+)
 from gunrunner.worker import Worker, WorkerContext
 
 log = logging.getLogger(__name__)
@@ -76,6 +83,7 @@ class Arbiter:
         self.stopping: str | None = None
         self.exit_code = EXIT_OK
         self._fork_failures = ForkFailures()
+        self.recycler = Recycler(RecyclePolicy.from_options(self.options))
         self._announced_ready = False
         self._ever_served = False  # some worker has been ready: the start succeeded
         self._error: GunrunnerError | None = None
@@ -106,6 +114,7 @@ class Arbiter:
                 self._read_watcher()
                 liveness.kill_silent_workers(self.slots, self.options.timeout)
                 liveness.enforce_kill_deadlines(self.slots)
+                self._recycle_due()
                 if self.stopping and not self.slots.live() and not self._watcher_running():
                     break
             if self._error is not None:
@@ -124,6 +133,7 @@ class Arbiter:
                 timeout = min(timeout, slot.kill_deadline - now)
             if slot.state is SlotState.EMPTY and not slot.retired and not self.stopping:
                 timeout = min(timeout, max(slot.next_spawn, self._fork_failures.retry_at) - now)
+        timeout = min(timeout, self.recycler.next_check(self.slots, now))
         return max(timeout, 0.0)
 
     def _wait(self, timeout: float) -> None:
@@ -194,6 +204,7 @@ class Arbiter:
             log.warning("bind changed in the config; restart gunrunner to listen on new addresses")
         self.loaded = loaded
         self.options = loaded.options
+        self.recycler.policy = RecyclePolicy.from_options(self.options)
         logs.setup(self.options.log_level, self.options.log_file)
         logs.set_role("arbiter")
         config.log_deprecations(loaded)
@@ -250,6 +261,21 @@ class Arbiter:
                 if not self._spawn(successor):
                     self.slots.successors.pop(slot.index, None)
 
+    def _recycle_due(self) -> None:
+        """Start a successor for each worker past a recycling limit (recycling.py)."""
+        if self.stopping or self._suspended:
+            return
+        for due in self.recycler.due(self.slots, time.monotonic()):
+            worker = due.worker
+            log.info(
+                "recycling worker %d (slot %d): %s (%s); starting its replacement",
+                worker.pid, worker.index, due.cause, due.detail,
+            )  # fmt: skip
+            successor = self.slots.add_successor(worker.index)
+            if not self._spawn(successor):
+                self.slots.successors.pop(worker.index, None)
+                self.recycler.failed(worker)
+
     def _abandon(self, successor: WorkerSlot) -> None:
         """Stop a successor that will not take over (superseded, or its restart failed)."""
         self.slots.successors.pop(successor.index, None)
@@ -282,6 +308,7 @@ class Arbiter:
     def _spawn(self, slot: WorkerSlot) -> bool:
         sockets = self.listeners.for_slot(slot.index)
         heartbeat = Heartbeat()
+        request_limit = self.recycler.request_limit()
         status_r, status_w = os.pipe()
 
         def child(unblock: Callable[[], None]) -> int:  # pragma: no cover - in the worker
@@ -295,6 +322,7 @@ class Arbiter:
                 status_fd=status_w,
                 parent_pid=self.pid,
                 signals_ready=unblock,
+                request_limit=request_limit,
             )
             return Worker(context).run_in_child()
 
@@ -314,6 +342,7 @@ class Arbiter:
         os.close(status_w)
         os.set_blocking(status_r, False)
         self.slots.started(slot, pid, status_r, heartbeat)
+        self.recycler.started(slot)
         self._fork_failures.succeeded()
         log.info("started worker %d (slot %d)", pid, slot.index)
         return True
@@ -463,6 +492,8 @@ class Arbiter:
             # The new code is broken: drop every successor, keep the running workers.
             for other in list(self.slots.successors.values()):
                 self._abandon(other)
+            for current in self.slots.slots.values():
+                self.recycler.failed(current)
             if not self._boot_error_logged:
                 self._boot_error_logged = True
                 log.error(
@@ -501,6 +532,9 @@ class Arbiter:
             slot.boot_error = ""
             data = data[len(STATUS_READY) :]
             self._worker_ready(slot)
+        current = self.slots.slots.get(slot.index) is slot  # (not a replaced worker)
+        if current and reports_max_requests(slot.status_buffer, data):
+            self.recycler.request(slot, recycling.MAX_REQUESTS, "served its max_requests")
         slot.status_buffer += data
 
     def _worker_ready(self, worker: WorkerSlot) -> None:
@@ -511,8 +545,10 @@ class Arbiter:
         old = self.slots.promote(worker)
         if old is not None:
             log.info(
-                "worker %d (slot %d) ready; replacing worker %d", worker.pid, worker.index, old.pid
-            )
+                "worker %d (slot %d) ready; replacing worker %d%s",
+                worker.pid, worker.index, old.pid,
+                f" ({old.recycle_cause})" if old.recycle_cause else "",
+            )  # fmt: skip
             self._signal_worker(old, signal.SIGTERM, self.options.graceful_timeout)
         if not self.slots.successors:
             log.info("restart complete: %d workers serving", len(self.slots.serving()))

@@ -18,6 +18,7 @@ from gunrunner._kinds import BOOL, STR_LIST
 from gunrunner.arbiter import Arbiter
 from gunrunner.errors import EXIT_CONFIG, EXIT_OK, ConfigError, GunrunnerError
 from gunrunner.net import Listeners
+from gunrunner.recycling import RecyclePolicy
 from gunrunner.worker import serve_single
 
 log = logging.getLogger(__name__)
@@ -168,7 +169,10 @@ def run(argv: Sequence[str] | None = None) -> int:
     urls = ", ".join(_url(name, checked.tls is not None) for name in listeners.names())
     try:
         with _pidfile(options.pidfile):
-            if workers <= 1 and not options.reload:
+            # Recycling needs an arbiter to start the replacement: with a recycling limit
+            # even one worker runs under one.
+            recycles = RecyclePolicy.from_options(options).enabled
+            if workers <= 1 and not options.reload and not recycles:
                 logs.set_role("main")
                 log.info("listening on %s (1 process, no fork)", urls)
                 return serve_single(options, listeners.for_slot(0))

@@ -110,6 +110,14 @@ def classify(facts: ExitFacts) -> ExitDecision:
         return ExitDecision(
             Action.REPLACED, logging.INFO, f"replaced {who} {what} after {facts.lived:.1f}s"
         )
+    told_to_stop = facts.draining and (code == 0 or sig in (signal.SIGTERM, signal.SIGQUIT))
+    if facts.successor and told_to_stop:
+        # A stop came while it booted (to replace a worker on HUP or recycling).
+        return ExitDecision(
+            Action.SUCCESSOR_FAILED,
+            logging.INFO,
+            f"new {who} {what} before it took over (stopped while booting)",
+        )
     if facts.successor:
         return ExitDecision(
             Action.SUCCESSOR_FAILED,

@@ -157,6 +157,54 @@ class Options:
         minimum=0,
         help="Seconds a stopping worker gets to finish in-flight requests before it is killed.",
     )
+    max_requests: int = option(
+        0,
+        kind=INT,
+        minimum=0,
+        example=10000,
+        help="Replace a worker after it has answered this many requests (0: never); the "
+        "new worker starts first and the old one drains, so nothing is lost. With any "
+        "recycling limit set, workers = 1 runs one worker under the arbiter too.",
+    )
+    max_requests_jitter: int = option(
+        0,
+        kind=INT,
+        minimum=0,
+        example=1000,
+        help="Up to this many requests added at random to each worker's max_requests, so "
+        "workers started together do not all recycle at once.",
+    )
+    max_worker_lifetime: float = option(
+        0.0,
+        kind=FLOAT,
+        minimum=0,
+        example=86400.0,
+        help="Seconds after which a worker is replaced, new before old (0: never).",
+    )
+    max_worker_lifetime_jitter: float = option(
+        0.0,
+        kind=FLOAT,
+        minimum=0,
+        example=3600.0,
+        help="Up to this many seconds added at random to each worker's max_worker_lifetime.",
+    )
+    max_worker_memory: int = option(
+        0,
+        kind=INT,
+        minimum=0,
+        metavar="MIB",
+        example=512,
+        help="Replace a worker whose own memory (USS: the pages no other process shares, "
+        "from /proc) passes this many MiB (0: never). Checked by the arbiter every few "
+        "seconds, off the request path.",
+    )
+    min_worker_lifetime: float = option(
+        10.0,
+        kind=FLOAT,
+        minimum=0,
+        help="Seconds a worker serves before any recycling limit may replace it, so an app "
+        "that leaks fast is recycled at this pace, not in a restart storm.",
+    )
     keepalive_timeout: float = option(
         5.0,
         kind=FLOAT,

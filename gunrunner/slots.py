@@ -65,6 +65,12 @@ class WorkerSlot:
     boot_error: str = ""  # the last boot failure logged for this slot (logged once)
     next_spawn: float = 0.0
     status_buffer: bytearray = field(default_factory=bytearray)
+    # Recycling (recycling.py): when this worker's lifetime ends (0: never), and once a
+    # limit is reached, why and from when it may be replaced.
+    lifetime_end: float = 0.0
+    recycle_cause: str = ""
+    recycle_detail: str = ""
+    recycle_at: float = 0.0
 
     def move(self, new: SlotState) -> None:
         if (self.state, new) not in _ALLOWED:

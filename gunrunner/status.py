@@ -5,7 +5,8 @@ Both are created by the arbiter before fork(), so that both processes hold them.
 Rules:
 1. The status pipe carries, worker -> arbiter: STATUS_READY once the worker serves, and
    STATUS_ERROR + a message + NUL when it is about to exit of a fatal error (whatever
-   its exit code), so the arbiter's line about the exit can say why.
+   its exit code), so the arbiter's line about the exit can say why; STATUS_MAX_REQUESTS
+   once, before any error, when it has served its max_requests.
 2. The heartbeat is stamped by the worker's event loop itself (a side thread would go on
    beating while the loop is stuck) and read by the arbiter.
 """
@@ -18,6 +19,7 @@ import time
 
 STATUS_READY = b"R"
 STATUS_ERROR = b"E"  # followed by the message and a NUL
+STATUS_MAX_REQUESTS = b"M"  # served its max_requests: replace me (recycling.py)
 
 
 def report(fd: int | None, message: bytes) -> None:
@@ -32,6 +34,12 @@ def report(fd: int | None, message: bytes) -> None:
 
 def error_message(text: str) -> bytes:
     return STATUS_ERROR + text.encode("utf-8", "replace").replace(b"\0", b"") + b"\0"
+
+
+def reports_max_requests(earlier: bytes | bytearray, data: bytes) -> bool:
+    """Whether `data`, received after `earlier`, says STATUS_MAX_REQUESTS (an error
+    message's bytes do not count)."""
+    return STATUS_ERROR not in earlier and STATUS_MAX_REQUESTS in data.partition(STATUS_ERROR)[0]
 
 
 def read_available(fd: int) -> bytes:

@@ -45,7 +45,13 @@ from gunrunner.protocols.limits import Limits
 from gunrunner.protocols.settings import ConnectionSettings
 from gunrunner.protocols.websocket import WebSocketSettings
 from gunrunner.proxy import ProxyTrust
-from gunrunner.status import STATUS_READY, Heartbeat, error_message, report
+from gunrunner.status import (
+    STATUS_MAX_REQUESTS,
+    STATUS_READY,
+    Heartbeat,
+    error_message,
+    report,
+)
 from gunrunner.tls import TLSServer, build_tls
 
 log = logging.getLogger(__name__)
@@ -63,6 +69,8 @@ class WorkerContext:
     parent_pid: int | None = None
     # Called once the worker's own signal handlers are installed (unblocks signals).
     signals_ready: Callable[[], None] | None = None
+    # After this many requests the worker asks the arbiter for a replacement (0: never).
+    request_limit: int = 0
 
 
 def new_event_loop(choice: str) -> asyncio.AbstractEventLoop:
@@ -187,6 +195,9 @@ class Worker:
             ),
         )
         self._settings = settings
+        if self.ctx.request_limit:
+            settings.request_limit = self.ctx.request_limit
+            settings.request_limit_reached = self._request_limit_reached
         driver = http_driver(options.http)
         factory = functools.partial(driver, settings)
         acceptor = Acceptor(
@@ -286,6 +297,13 @@ class Worker:
             # already under way ignores both.)
             log.info("fast stop requested during the graceful stop: closing connections now")
             self._give_up.set()
+
+    def _request_limit_reached(self) -> None:
+        # The arbiter starts a successor; this worker serves on until it is ready.
+        log.info(
+            "served max_requests (%d requests): asking for a replacement", self.ctx.request_limit
+        )
+        report(self.ctx.status_fd, STATUS_MAX_REQUESTS)
 
     def _open_access_log(self) -> AccessLog | None:
         options = self.options

@@ -301,7 +301,9 @@ class HTTPConnection(asyncio.Protocol):
         exchange = self._dispatch
         if exchange is not None:
             self._dispatch = None
-            self.settings.bridge.handle(exchange)
+            settings = self.settings
+            settings.count_request()
+            settings.bridge.handle(exchange)
 
     def _upgrade_websocket(self, exchange: HTTPExchange, target: bytes) -> None:
         """Hand the connection to the WebSocket driver (or refuse: WSGI has no WebSockets)."""

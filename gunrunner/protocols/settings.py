@@ -9,6 +9,7 @@ Rules:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
@@ -41,6 +42,16 @@ class ConnectionSettings:
     # The time and timers of the connections' head and keep-alive deadlines: the event
     # loop when None (a unit test gives a fake clock).
     clock: Clock | None = None
+    # Requests dispatched so far; at request_limit (0: none) request_limit_reached() is
+    # called once (worker recycling: one add and one compare per request).
+    requests: int = 0
+    request_limit: int = 0
+    request_limit_reached: Callable[[], None] | None = None
+
+    def count_request(self) -> None:
+        self.requests += 1
+        if self.requests == self.request_limit and self.request_limit_reached is not None:
+            self.request_limit_reached()
 
     def drain(self, *, close_idle: bool = False) -> None:
         """Stop keeping connections alive: each closes after its next response, or when

@@ -52,3 +52,15 @@ async def startup_raises(scope: dict[str, Any], receive: Any, send: Any) -> None
         await receive()
         raise RuntimeError("lifespan exploded while warming the cache")
     await _answer_pid(send)
+
+
+_HELD: list[bytearray] = []
+
+
+def wsgi_grows(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """/grow?MIB keeps MIB more MiB of touched memory (a leak); anything else: the pid."""
+    if environ["PATH_INFO"] == "/grow":
+        _HELD.append(bytearray(b"\1" * (int(environ["QUERY_STRING"]) << 20)))  # touched pages
+    body = str(os.getpid()).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]

@@ -14,54 +14,14 @@ import time
 
 import pytest
 
-from tests.helpers import Server, running, wait_until
+from tests.helpers import running, wait_until
+from tests.helpers.load import KeepAliveClient, total
 
 pytestmark = pytest.mark.usefixtures("http_driver")  # every server: h11, then httptools
 
 HUPS = 10
 CLIENTS = 4
-MAX_REQUESTS = 200_000  # per client: a bound on the loop whatever happens
 DEADLINE = 50.0  # seconds for the whole test (pytest's timeout is 60)
-
-
-class KeepAliveClient(threading.Thread):
-    """One http.client connection in a loop; it reconnects when told Connection: close."""
-
-    def __init__(self, server: Server, stop: threading.Event) -> None:
-        super().__init__(daemon=True)
-        self.server = server
-        self.stop = stop
-        self.requests = 0
-        self.reconnects = 0
-        self.failures: list[str] = []
-        self.pids: set[int] = set()
-
-    def run(self) -> None:
-        conn = http.client.HTTPConnection(self.server.host, self.server.port, timeout=10)
-        try:
-            while not self.stop.is_set() and self.requests < MAX_REQUESTS:
-                try:
-                    conn.request("GET", "/")
-                    response = conn.getresponse()
-                    body = response.read()
-                except (OSError, http.client.HTTPException) as exc:
-                    self.failures.append(f"{type(exc).__name__}: {exc}")
-                    conn.close()  # the next request opens a new connection
-                    continue
-                finally:
-                    self.requests += 1
-                if response.status != 200:
-                    self.failures.append(f"status {response.status}: {body[:200]!r}")
-                else:
-                    self.pids.add(int(body))
-                if response.will_close:
-                    self.reconnects += 1  # http.client reconnects on the next request
-        finally:
-            conn.close()
-
-
-def total(clients: list[KeepAliveClient]) -> int:
-    return sum(client.requests for client in clients)
 
 
 @pytest.mark.slow
