@@ -413,6 +413,15 @@ class Options:
         kind=BOOL,
         help="Write the access log as JSON lines (every field, escaped) instead of text.",
     )
+    access_log_headers: tuple[str, ...] = option(
+        (),
+        kind=STR_LIST,
+        metavar="NAME",
+        example=["x-request-id", "response:content-type"],
+        help="Header fields added to each JSON access-log line, by name: a request "
+        'field ("user-agent"), or a response field prefixed "response:". Repeat for '
+        "several; absent fields are null.",
+    )
     root_path: str = option(
         "",
         kind=STR,
@@ -434,6 +443,30 @@ class Options:
         kind=STR,
         metavar="FILE",
         help='Error log file; "-" is stderr. Reopened on SIGUSR1 (log rotation).',
+    )
+    log_format: str = option(
+        "text",
+        kind=STR,
+        choices=("text", "json"),
+        help='Error log format: "text" lines, or "json": one object per line with time '
+        "(ISO 8601), level, logger, role, pid, slot, message and exception text.",
+    )
+    log_config: str | None = option(
+        None,
+        example="conf/logging.toml",
+        kind=OPTIONAL_STR,
+        metavar="FILE",
+        help="A logging.config.dictConfig file (JSON or TOML) applied in the arbiter and "
+        "every worker after gunrunner's own setup; a [logging] table in the config file "
+        "does the same inline.",
+    )
+    request_warn_after: float = option(
+        30.0,
+        kind=FLOAT,
+        minimum=0,
+        help="Seconds after which a request still running has its stack logged once "
+        "(WSGI thread or ASGI task), with method, path and request id; 0 disables it. "
+        "The request goes on.",
     )
     pidfile: str | None = option(
         None,
