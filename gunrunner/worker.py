@@ -52,6 +52,7 @@ from gunrunner.status import (
     error_message,
     report,
 )
+from gunrunner.stuck import StuckRequests
 from gunrunner.tls import TLSServer, build_tls
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,9 @@ class Worker:
         self.options = context.options
         self._stop: asyncio.Future[str] | None = None
         self._settings: ConnectionSettings | None = None
+        self._bridge: AppBridge | None = None
+        warn_after = self.options.request_warn_after
+        self._stuck = StuckRequests(warn_after) if warn_after > 0 else None
         self._give_up = asyncio.Event()
         self._access: AccessLog | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
@@ -195,6 +199,7 @@ class Worker:
             ),
         )
         self._settings = settings
+        self._bridge = bridge
         if self.ctx.request_limit:
             settings.request_limit = self.ctx.request_limit
             settings.request_limit_reached = self._request_limit_reached
@@ -332,6 +337,8 @@ class Worker:
         """Stamp the heartbeat from the loop itself, and stop if the arbiter is gone."""
         if self.ctx.heartbeat is not None:
             self.ctx.heartbeat.stamp()
+        if self._stuck is not None and self._bridge is not None:
+            self._stuck.sweep(self._bridge, time.monotonic())
         parent = self.ctx.parent_pid
         if parent is not None and os.getppid() != parent:
             log.warning("arbiter (pid %d) is gone; stopping", parent)

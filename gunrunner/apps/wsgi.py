@@ -220,6 +220,10 @@ class ThreadPool:
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
+    @property
+    def threads(self) -> list[threading.Thread]:
+        return list(self._threads)
+
     def submit(self, fn: Callable[..., None], *args: Any) -> None:
         self._jobs.put((fn, args))
 

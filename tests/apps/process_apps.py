@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from typing import Any
@@ -64,3 +65,12 @@ def wsgi_grows(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     body = str(os.getpid()).encode()
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
+
+
+async def asgi_slow_stream(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Starts its response at once, then takes 2.5 s for the body (a stream, not stuck)."""
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await asyncio.sleep(2.5)
+    await send({"type": "http.response.body", "body": b"done"})
