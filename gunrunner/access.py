@@ -10,6 +10,11 @@ Rules:
    interleave. Reopened on SIGUSR1 (log rotation).
 3. Nothing a client sends can forge a line: text fields have control characters and
    quotes escaped; JSON lines are escaped by json.dumps.
+4. `access_log_headers` adds chosen header fields to JSON lines: `request_headers` and
+   `response_headers` objects keyed by the lowercased names, null for an absent field,
+   repeated fields joined with ", ". Response fields make the worker keep each
+   response's header list (exchange.keep_response_headers); without them nothing more
+   is done per response. A refusal's response fields are null.
 """
 
 from __future__ import annotations
@@ -19,9 +24,11 @@ import os
 import string
 import sys
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
+    from gunrunner.apps.types import Headers
     from gunrunner.protocols.observers import ResponseRecord
 
 COMBINED = (
@@ -66,7 +73,13 @@ def check_format(fmt: str) -> str | None:
 class AccessLog:
     """Writes one line per response it observes."""
 
-    def __init__(self, path: str, fmt: str = COMBINED, as_json: bool = False) -> None:
+    def __init__(
+        self,
+        path: str,
+        fmt: str = COMBINED,
+        as_json: bool = False,
+        headers: Iterable[str] = (),
+    ) -> None:
         self.path = path
         self.fmt = fmt
         self.as_json = as_json
@@ -74,6 +87,14 @@ class AccessLog:
         self._stream = self._open()
         self._time_second = 0
         self._time_text = ""
+        # One encoder, not one per line (json.dumps with options builds one per call).
+        self._encode = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
+        self._request_names, self._response_names = split_header_names(headers)
+        self._with_headers = as_json and bool(self._request_names or self._response_names)
+        if self._with_headers and self._response_names:
+            from gunrunner.protocols.exchange import keep_response_headers
+
+            keep_response_headers()
 
     def _open(self) -> TextIO:
         if self.path == "-":
@@ -131,7 +152,9 @@ class AccessLog:
             "pid": self.pid,
         }
         if self.as_json:
-            line = json.dumps(fields, ensure_ascii=True, separators=(",", ":"))
+            if self._with_headers:
+                self._add_headers(fields, record)
+            line = self._encode(fields)
         else:
             for key in ("request_line", "referer", "user_agent", "path", "query", "request_id"):
                 fields[key] = fields[key].translate(_ESCAPES) or "-"
@@ -140,3 +163,36 @@ class AccessLog:
             self._stream.write(line + "\n")
         except (OSError, ValueError):
             pass  # a full disk must not take the server down; the error log still works
+
+    def _add_headers(self, fields: dict[str, Any], record: ResponseRecord) -> None:
+        """The chosen request and response header fields (Rule 4)."""
+        if self._request_names:
+            fields["request_headers"] = _pick(self._request_names, record.headers)
+        if self._response_names:
+            fields["response_headers"] = _pick(self._response_names, record.response_headers)
+
+
+def split_header_names(names: Iterable[str]) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
+    """access_log_headers as (request names, response names): lowercased, "response:"
+    taken off the response ones, each name once."""
+    request: dict[bytes, None] = {}
+    response: dict[bytes, None] = {}
+    for name in names:
+        lowered = name.strip().lower()
+        if lowered.startswith("response:"):
+            lowered = lowered[len("response:") :].strip()
+            if lowered:
+                response[lowered.encode("latin-1")] = None
+        elif lowered:
+            request[lowered.encode("latin-1")] = None
+    return tuple(request), tuple(response)
+
+
+def _pick(names: tuple[bytes, ...], headers: Headers | None) -> dict[str, str | None]:
+    found: dict[bytes, str] = {}
+    for name, value in headers or ():
+        lowered = name.lower()
+        if lowered in names:
+            text = value.decode("latin-1")
+            found[lowered] = found[lowered] + ", " + text if lowered in found else text
+    return {name.decode("latin-1"): found.get(name) for name in names}

@@ -36,9 +36,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from gunrunner import config, exits, liveness, logs, preflight, recycling
+from gunrunner import config, exits, liveness, logs, preflight, recycling, stats
 from gunrunner._fork import Fork, ForkFailures, backoff, default_fork, fork_child
 from gunrunner._signals import HANDLED_SIGNALS, SignalQueue
+from gunrunner.admin import AdminProcess, bind_admin
 from gunrunner.errors import (
     EXIT_ERROR,
     EXIT_OK,
@@ -50,6 +51,7 @@ from gunrunner.net import Listeners
 from gunrunner.recycling import RecyclePolicy, Recycler
 from gunrunner.reload import Watcher
 from gunrunner.slots import SlotState, SlotTable, WorkerSlot
+from gunrunner.stats import StatsTable
 from gunrunner.status import (
     STATUS_READY,
     Heartbeat,
@@ -84,6 +86,15 @@ class Arbiter:
         self.exit_code = EXIT_OK
         self._fork_failures = ForkFailures()
         self.recycler = Recycler(RecyclePolicy.from_options(self.options))
+        # Metrics and health (metrics_bind): the shared stats table and the admin process.
+        self.stats: StatsTable | None = None
+        self.admin: AdminProcess | None = None
+        self._next_slot_probe = 0.0
+        self._slot_memory: dict[int, int] = {}
+        self._slot_queue: dict[int, int] = {}
+        if self.options.metrics_bind:
+            self.stats = StatsTable(STATS_ROWS)
+            self.admin = AdminProcess(bind_admin(self.options.metrics_bind), self.stats)
         self._announced_ready = False
         self._ever_served = False  # some worker has been ready: the start succeeded
         self._error: GunrunnerError | None = None
@@ -106,6 +117,7 @@ class Arbiter:
                 self.slots.add(index)
             while True:
                 self._start_watcher()
+                self._start_admin()
                 self._spawn_missing()
                 self._wait(self._next_timeout())
                 self._handle_signals()
@@ -115,7 +127,15 @@ class Arbiter:
                 liveness.kill_silent_workers(self.slots, self.options.timeout)
                 liveness.enforce_kill_deadlines(self.slots)
                 self._recycle_due()
-                if self.stopping and not self.slots.live() and not self._watcher_running():
+                self._publish_state()
+                if self.stopping and not self.slots.live() and self.admin is not None:
+                    self.admin.stop()  # (/readyz said 503 until the last worker was gone)
+                if (
+                    self.stopping
+                    and not self.slots.live()
+                    and not self._watcher_running()
+                    and not self._admin_running()
+                ):
                     break
             if self._error is not None:
                 raise self._error
@@ -123,6 +143,8 @@ class Arbiter:
         finally:
             self._kill_all()
             self.listeners.close_all()
+            if self.admin is not None:
+                self.admin.close()
             self.signals.restore()
 
     def _next_timeout(self) -> float:
@@ -205,7 +227,7 @@ class Arbiter:
         self.loaded = loaded
         self.options = loaded.options
         self.recycler.policy = RecyclePolicy.from_options(self.options)
-        logs.setup(self.options.log_level, self.options.log_file)
+        logs.setup_from(self.options, checked.log_config, reloading=True)
         logs.set_role("arbiter")
         config.log_deprecations(loaded)
         new_target = checked.workers
@@ -271,6 +293,8 @@ class Arbiter:
                 "recycling worker %d (slot %d): %s (%s); starting its replacement",
                 worker.pid, worker.index, due.cause, due.detail,
             )  # fmt: skip
+            if self.stats is not None:
+                self.stats.count(stats.RECYCLES + stats.RECYCLE_CAUSES.index(due.cause))
             successor = self.slots.add_successor(worker.index)
             if not self._spawn(successor):
                 self.slots.successors.pop(worker.index, None)
@@ -309,6 +333,9 @@ class Arbiter:
         sockets = self.listeners.for_slot(slot.index)
         heartbeat = Heartbeat()
         request_limit = self.recycler.request_limit()
+        row = self.stats.take() if self.stats is not None else None
+        if row is None and self.stats is not None:
+            log.warning("metrics: no free stats row; slot %d's worker is not counted", slot.index)
         status_r, status_w = os.pipe()
 
         def child(unblock: Callable[[], None]) -> int:  # pragma: no cover - in the worker
@@ -323,6 +350,7 @@ class Arbiter:
                 parent_pid=self.pid,
                 signals_ready=unblock,
                 request_limit=request_limit,
+                stats_row=row[1] if row is not None else None,
             )
             return Worker(context).run_in_child()
 
@@ -332,6 +360,8 @@ class Arbiter:
             os.close(status_r)
             os.close(status_w)
             heartbeat.close()
+            if row is not None and self.stats is not None:
+                self.stats.release(row[0])
             current = self.slots.slots.get(slot.index)
             if current is slot:
                 # Nobody would accept from this slot's sockets: close them, so that the
@@ -343,6 +373,9 @@ class Arbiter:
         os.set_blocking(status_r, False)
         self.slots.started(slot, pid, status_r, heartbeat)
         self.recycler.started(slot)
+        slot.stats_row = row[0] if row is not None else 0
+        if self.stats is not None:
+            self.stats.count(stats.WORKER_STARTS)
         self._fork_failures.succeeded()
         log.info("started worker %d (slot %d)", pid, slot.index)
         return True
@@ -355,6 +388,8 @@ class Arbiter:
                 os.close(worker.status_fd)
         if self.watcher is not None:
             self.watcher.close_fd()
+        if self.admin is not None and role != "admin":
+            self.admin.close()  # (a worker must not hold the admin socket)
         # A socket left open here would keep a retired slot listening in a process that
         # never accepts from it.
         self.listeners.close_in_child(keep)
@@ -407,6 +442,8 @@ class Arbiter:
                 return
             if self.watcher is not None and pid == self.watcher.pid:
                 self.watcher.exited(exits.describe(status)[0], restart=not self.stopping)
+            elif self.admin is not None and pid == self.admin.pid:
+                self.admin.exited(exits.describe(status)[0])
             else:
                 self._worker_exited(pid, status)
 
@@ -435,11 +472,16 @@ class Arbiter:
             reason_logged=self._error is not None or self._boot_error_logged,
         )
         self.slots.exited(pid)
+        if self.stats is not None and slot.stats_row:
+            self.stats.release(slot.stats_row)
+            slot.stats_row = 0
         if slot.status_fd >= 0:
             os.close(slot.status_fd)
             slot.status_fd = -1
         decision = exits.classify(facts)
         action = decision.action
+        if self.stats is not None:
+            self.stats.count(stats.EXITS + stats.EXIT_CAUSES.index(_exit_cause(decision, status)))
         if action is Action.BOOT_FAILED:
             log.log(decision.level, "%s", decision.message)
             self._boot_failed(slot, facts)
@@ -564,19 +606,80 @@ class Arbiter:
         pids = [slot.pid for slot in self.slots.live()]
         if self.watcher is not None and self.watcher.pid:
             pids.append(self.watcher.pid)
+        if self.admin is not None and self.admin.pid:
+            self.admin.stopping = True
+            pids.append(self.admin.pid)
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 5.0
-        while (self.slots.live() or self._watcher_running()) and time.monotonic() < deadline:
+        while (
+            self.slots.live() or self._watcher_running() or self._admin_running()
+        ) and time.monotonic() < deadline:
             try:
                 pid, status = os.waitpid(-1, 0)
             except ChildProcessError:
                 break
             if self.watcher is not None and pid == self.watcher.pid:
                 self.watcher.exited(exits.describe(status)[0], restart=False)
+            elif self.admin is not None and pid == self.admin.pid:
+                self.admin.exited(exits.describe(status)[0])
             else:
                 self._worker_exited(pid, status)
 
     def _watcher_running(self) -> bool:
         return self.watcher is not None and self.watcher.pid != 0
+
+    def _admin_running(self) -> bool:
+        return self.admin is not None and self.admin.pid != 0
+
+    # -- metrics and health (admin.py, stats.py) ------------------------------------------
+    def _start_admin(self) -> None:
+        if self.admin is not None and not self.stopping:
+            self.admin.start(
+                lambda: self._in_child("admin", []), self.pid, HANDLED_SIGNALS, self.options
+            )
+
+    def _publish_state(self) -> None:
+        """The arbiter's view for /readyz and /metrics, once a loop turn (at least 1/s)."""
+        if self.stats is None:
+            return
+        now = time.monotonic()
+        wanted = sorted(self.slots.wanted(), key=lambda s: s.index)
+        if now >= self._next_slot_probe:  # memory and queues: every few seconds
+            self._next_slot_probe = now + recycling.MEMORY_INTERVAL
+            for slot in wanted:
+                uss = recycling.unique_memory(slot.pid) if slot.pid else None
+                self._slot_memory[slot.index] = uss or 0
+                self._slot_queue[slot.index] = self.listeners.queued(slot.index)
+        self.stats.write_state(
+            draining=self.stopping is not None,
+            states=[_STATE_CODES[slot.state] for slot in wanted],
+            memory=[self._slot_memory.get(slot.index, 0) for slot in wanted],
+            queues=[self._slot_queue.get(slot.index, 0) for slot in wanted],
+        )
+
+
+STATS_ROWS = 512  # worker processes counted at once: current, successors, draining ones
+_STATE_CODES = {
+    SlotState.EMPTY: 0,
+    SlotState.BOOTING: 1,
+    SlotState.READY: 2,
+    SlotState.DRAINING: 3,
+}
+
+
+def _exit_cause(decision: exits.ExitDecision, status: int) -> str:
+    """The metrics label of a worker's exit."""
+    action = decision.action
+    if action in (Action.BOOT_FAILED, Action.RESPAWN_FAILED):
+        return "boot_failed"
+    if action is Action.REPLACED:
+        return "replaced"
+    if action is Action.STOPPED or (
+        action is Action.SUCCESSOR_FAILED and decision.level == logging.INFO
+    ):
+        return "stopped"
+    if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL:
+        return "killed"
+    return "crashed"

@@ -155,7 +155,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     if not options.app:
         raise ConfigError("no app given: pass module:attribute, or set app in the config file")
     config.apply_umask(options)  # before the first file (log, socket, pidfile) is created
-    logs.setup(options.log_level, options.log_file)
+    logs.setup_from(options, checked.log_config)  # log_format, then log_config
     config.log_deprecations(loaded)
     raise_fd_limit(options.worker_connections + 64)
     workers = checked.workers
@@ -169,10 +169,11 @@ def run(argv: Sequence[str] | None = None) -> int:
     urls = ", ".join(_url(name, checked.tls is not None) for name in listeners.names())
     try:
         with _pidfile(options.pidfile):
-            # Recycling needs an arbiter to start the replacement: with a recycling limit
-            # even one worker runs under one.
+            # Recycling needs an arbiter to start the replacement, and metrics one to sum
+            # the workers: with either, even one worker runs under an arbiter.
             recycles = RecyclePolicy.from_options(options).enabled
-            if workers <= 1 and not options.reload and not recycles:
+            arbiter_needed = options.reload or recycles or options.metrics_bind
+            if workers <= 1 and not arbiter_needed:
                 logs.set_role("main")
                 log.info("listening on %s (1 process, no fork)", urls)
                 return serve_single(options, listeners.for_slot(0))
@@ -190,7 +191,7 @@ def check_config(loaded: config.Loaded) -> int:
     checked = preflight.survey(loaded, check_binds=True, check_app=True)
     # The open-files limit as the server would set it, said on stderr: the check's own
     # limit is raised, nothing else changes, and log_file is not opened.
-    logs.setup(options.log_level, "-")
+    logs.setup(options.log_level, "-", options.log_format)
     config.log_deprecations(loaded)
     raise_fd_limit(options.worker_connections + 64)
     for problem in checked.problems:

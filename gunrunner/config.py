@@ -45,6 +45,7 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 log = logging.getLogger(__name__)
+LOGGING_TABLE = "logging"
 
 
 def convert_text(name: str, text: str, source: str) -> Any:
@@ -85,8 +86,13 @@ def _unknown(name: str, candidates: list[str]) -> str:
 def read_file(path: str) -> dict[str, Any]:
     """Parse a TOML config file into option values, checking every key and value.
 
-    A deprecated alias stays under its old name here; `load` renames it.
+    A deprecated alias stays under its old name here; `load` renames it. A `[logging]`
+    table is not an option: `read_logging_table` reads it.
     """
+    return _values(path, _read_toml(path))
+
+
+def _read_toml(path: str) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
             raw = tomllib.load(f)
@@ -96,8 +102,18 @@ def read_file(path: str) -> dict[str, Any]:
         raise ConfigError(f"cannot read config file: {exc.strerror}", source=path) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}", source=path) from None
+    return raw
+
+
+# Tables of the config file that are not options: [logging] is a dictConfig (logs.py).
+NOT_OPTIONS = frozenset({LOGGING_TABLE})
+
+
+def _values(path: str, raw: dict[str, Any]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for key, raw_value in raw.items():
+        if key in NOT_OPTIONS:
+            continue
         if key not in FIELDS and key not in ALIASES:
             raise ConfigError(
                 f'unknown key "{key}"{_unknown(key, list(FIELDS))}', key=key, source=path
@@ -117,6 +133,21 @@ def read_file(path: str) -> dict[str, Any]:
             raise ConfigError(f'key "{key}": {problem}', key=key, source=path)
         values[key] = value
     return values
+
+
+def _logging_table(path: str, raw: dict[str, Any]) -> dict[str, Any] | None:
+    """The config file's [logging] table (a logging.config.dictConfig), if it has one."""
+    table = raw.get(LOGGING_TABLE)
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise ConfigError(
+            f'"{LOGGING_TABLE}" must be a table (a logging.config.dictConfig), got '
+            f"{_toml_repr(LOGGING_TABLE, table)}",
+            key=LOGGING_TABLE,
+            source=path,
+        )
+    return table
 
 
 def _toml_repr(key: str, value: Any) -> str:
@@ -159,12 +190,14 @@ class Loaded:
     """The merged options, where each value came from, and the file that was read.
 
     `deprecations`: one warning per deprecated name used, for `log_deprecations`.
+    `logging`: the config file's [logging] table (a dictConfig, see logs.py), or None.
     """
 
     options: Options
     sources: dict[str, str]
     config_file: str | None
     deprecations: tuple[str, ...] = ()
+    logging: dict[str, Any] | None = None
 
 
 def load(
@@ -177,8 +210,11 @@ def load(
     if config_file is None:
         config_file = environ.get("GUNRUNNER_CONFIG") or None
     layers: list[tuple[str, Mapping[str, Any]]] = []
+    logging_table = None
     if config_file:
-        layers.append((config_file, read_file(config_file)))
+        raw = _read_toml(config_file)
+        layers.append((config_file, _values(config_file, raw)))
+        logging_table = _logging_table(config_file, raw)
     layers.append(("environment", read_env(environ)))
     layers.append(("command line", cli_values))
     merged: dict[str, Any] = {}
@@ -188,7 +224,7 @@ def load(
         for name, value in _renamed(values, source, deprecations).items():
             merged[name] = value
             sources[name] = source
-    return Loaded(Options(**merged), sources, config_file, tuple(deprecations))
+    return Loaded(Options(**merged), sources, config_file, tuple(deprecations), logging_table)
 
 
 def _renamed(values: Mapping[str, Any], source: str, notes: list[str]) -> dict[str, Any]:
@@ -248,6 +284,8 @@ def render_toml(loaded: Loaded) -> str:
             lines.append(f"# {name} is set (not shown)  # {loaded.sources[name]}")
             continue
         lines.append(f"{name} = {kind_of(name).to_toml(value)}  # {loaded.sources[name]}")
+    if loaded.logging is not None:
+        lines.append(f"# [{LOGGING_TABLE}] table (a dictConfig) read from {loaded.config_file}")
     return "\n".join(lines) + "\n"
 
 

@@ -16,6 +16,7 @@ import errno
 import os
 import socket
 import stat
+import struct
 import sys
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -343,6 +344,10 @@ class Listeners:
         for sock in self._slots.pop(slot, []):
             sock.close()
 
+    def queued(self, slot: int) -> int:
+        """Connections waiting in slot `slot`'s own TCP accept queues (0 if not open)."""
+        return sum(listen_queue(sock) for sock in self._slots.get(slot, []))
+
     def close_in_child(self, keep: list[socket.socket]) -> None:
         """In a forked child: close every inherited socket not in `keep`; unlink nothing."""
         for sock in [*(s for socks in self._slots.values() for s in socks), *self.shared]:
@@ -384,3 +389,15 @@ class Listeners:
         if not socks and self._slots:
             socks = next(iter(self._slots.values()))
         return [describe(sock) for sock in socks]
+
+
+def listen_queue(sock: Any) -> int:
+    """Connections waiting in a listening TCP socket's accept queue (TCP_INFO's
+    tcpi_unacked of a LISTEN socket); 0 where it cannot be read."""
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    except (OSError, AttributeError):
+        return 0
+    if len(info) < 28:
+        return 0
+    return int(struct.unpack_from("I", info, 24)[0])

@@ -444,6 +444,16 @@ class Options:
         metavar="FILE",
         help='Error log file; "-" is stderr. Reopened on SIGUSR1 (log rotation).',
     )
+    metrics_bind: str | None = option(
+        None,
+        example="127.0.0.1:9100",
+        kind=OPTIONAL_STR,
+        metavar="HOST:PORT",
+        help="Serve /metrics (Prometheus, summed over every worker), /livez and /readyz "
+        "(503 while draining) on this address, from a small admin process of the "
+        "arbiter. Off by default; keep it on a private address. Port 0 picks one "
+        "(logged). With it set, workers = 1 runs one worker under the arbiter.",
+    )
     log_format: str = option(
         "text",
         kind=STR,

@@ -2,8 +2,8 @@
 
 config.py checks each value alone (type, choices, minimum); this module checks what the
 values mean together and on this machine: proxy trust, the access-log format, the TLS
-files, the event loop, the log, access-log and pid file paths, and (when asked) the
-binds and the app.
+files, the event loop, the log, access-log and pid file paths, the user's logging
+dictConfig (log_config or a [logging] table), and (when asked) the binds and the app.
 
 Rules:
 1. No side effects of ours: nothing is created, written or left listening. Paths are
@@ -26,7 +26,7 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from gunrunner import config
+from gunrunner import config, logs
 from gunrunner._cpus import resolve_workers
 from gunrunner.access import check_format
 from gunrunner.apps.loader import load_app
@@ -43,6 +43,7 @@ class Checked:
     workers: int = 1
     tls: TLSServer | None = None
     interface: str | None = None  # set when the app was imported (check_app)
+    log_config: logs.UserConfig | None = None  # the user's dictConfig, checked
     problems: list[GunrunnerError] = field(default_factory=list)
 
     def raise_first(self) -> None:
@@ -79,6 +80,8 @@ def survey(loaded: config.Loaded, *, check_binds: bool = False, check_app: bool 
     attempt("loop", lambda: _check_loop(options.loop))
     attempt("http", lambda: _check_http(options.http))
     attempt("log_file", lambda: _check_writable("log_file", options.log_file))
+    user_log = attempt("log_config", lambda: _check_log_config(loaded))
+    checked.log_config = user_log if isinstance(user_log, logs.UserConfig) else None
     if options.access_log not in (None, "-", "off"):
         attempt("access_log", lambda: _check_writable("access_log", options.access_log))
     if options.pidfile:
@@ -97,6 +100,14 @@ def _check_access_format(fmt: str) -> None:
     problem = check_format(fmt)
     if problem:
         raise ConfigError(f"access_log_format: {problem}", key="access_log_format")
+
+
+def _check_log_config(loaded: config.Loaded) -> logs.UserConfig | None:
+    """The user's dictConfig (log_config file or [logging] table), read and checked."""
+    user = logs.user_config(loaded.options.log_config, loaded.logging, loaded.config_file)
+    if user is not None:
+        logs.check_user_config(user)
+    return user
 
 
 def uvloop_missing() -> ConfigError:

@@ -71,6 +71,7 @@ class WorkerSlot:
     recycle_cause: str = ""
     recycle_detail: str = ""
     recycle_at: float = 0.0
+    stats_row: int = 0  # its row of the shared stats table (0: none)
 
     def move(self, new: SlotState) -> None:
         if (self.state, new) not in _ALLOWED:

@@ -45,6 +45,7 @@ from gunrunner.protocols.limits import Limits
 from gunrunner.protocols.settings import ConnectionSettings
 from gunrunner.protocols.websocket import WebSocketSettings
 from gunrunner.proxy import ProxyTrust
+from gunrunner.stats import WorkerStats
 from gunrunner.status import (
     STATUS_MAX_REQUESTS,
     STATUS_READY,
@@ -72,6 +73,8 @@ class WorkerContext:
     signals_ready: Callable[[], None] | None = None
     # After this many requests the worker asks the arbiter for a replacement (0: never).
     request_limit: int = 0
+    # This worker's row of the shared stats table (stats.py); None: no metrics.
+    stats_row: memoryview | None = None
 
 
 def new_event_loop(choice: str) -> asyncio.AbstractEventLoop:
@@ -112,6 +115,8 @@ class Worker:
         self._stop: asyncio.Future[str] | None = None
         self._settings: ConnectionSettings | None = None
         self._bridge: AppBridge | None = None
+        row = self.ctx.stats_row
+        self._stats = WorkerStats(row) if row is not None else None
         warn_after = self.options.request_warn_after
         self._stuck = StuckRequests(warn_after) if warn_after > 0 else None
         self._give_up = asyncio.Event()
@@ -200,6 +205,7 @@ class Worker:
         )
         self._settings = settings
         self._bridge = bridge
+        settings.stats = self._stats
         if self.ctx.request_limit:
             settings.request_limit = self.ctx.request_limit
             settings.request_limit_reached = self._request_limit_reached
@@ -228,6 +234,7 @@ class Worker:
                 connection.transport.abort()
         if self._tick_handle is not None:
             self._tick_handle.cancel()
+        self._publish_stats()  # the last counts, before the arbiter folds this row
         if lifespan is not None:
             await lifespan.shutdown(min(options.graceful_timeout, 10.0))
         if isinstance(bridge, WSGIBridge):
@@ -303,6 +310,10 @@ class Worker:
             log.info("fast stop requested during the graceful stop: closing connections now")
             self._give_up.set()
 
+    def _publish_stats(self) -> None:
+        if self._stats is not None and self._settings is not None:
+            self._stats.publish(self._settings.connections)
+
     def _request_limit_reached(self) -> None:
         # The arbiter starts a successor; this worker serves on until it is ready.
         log.info(
@@ -317,7 +328,9 @@ class Worker:
             path = "-"  # a development server shows its requests
         if path is None or path == "off":
             return None
-        self._access = AccessLog(path, options.access_log_format, options.access_log_json)
+        self._access = AccessLog(
+            path, options.access_log_format, options.access_log_json, options.access_log_headers
+        )
         return self._access
 
     def _reopen_logs(self) -> None:
@@ -339,6 +352,7 @@ class Worker:
             self.ctx.heartbeat.stamp()
         if self._stuck is not None and self._bridge is not None:
             self._stuck.sweep(self._bridge, time.monotonic())
+        self._publish_stats()
         parent = self.ctx.parent_pid
         if parent is not None and os.getppid() != parent:
             log.warning("arbiter (pid %d) is gone; stopping", parent)

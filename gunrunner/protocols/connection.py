@@ -289,6 +289,8 @@ class HTTPConnection(asyncio.Protocol):
         if self.settings.observers:
             exchange.started = time.monotonic()
             exchange.request_id = request_id(exchange.headers, self.trusted)
+        elif self.settings.stats is not None:
+            exchange.started = time.monotonic()
         upgrade = check.upgrade
         if upgrade and exchange.method == "GET" and b"websocket" in upgrade.lower():
             self._upgrade_websocket(exchange, target)
@@ -350,6 +352,9 @@ class HTTPConnection(asyncio.Protocol):
             data = self.frame_refusal(status, headers, body)
             if data:
                 self.write(data)
+                stats = self.settings.stats
+                if stats is not None:
+                    stats.refused(status, len(data))
                 if self.settings.observers:
                     if exchange is not None:
                         is_head = exchange.method == "HEAD"

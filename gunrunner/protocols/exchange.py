@@ -66,6 +66,7 @@ class HTTPExchange:
         "query_string",
         "raw_path",
         "request_id",
+        "response_headers",  # set only after keep_response_headers()
         "response_started",
         "scheme",
         "sent",
@@ -74,6 +75,7 @@ class HTTPExchange:
         "status",
         "tls",
     )
+    response_headers: Headers  # set only after keep_response_headers()
 
     def __init__(
         self,
@@ -301,7 +303,11 @@ class HTTPExchange:
     def complete(self) -> None:
         self.finished = True
         self.wake_done()
-        observers = self.proto.settings.observers
+        settings = self.proto.settings
+        stats = settings.stats
+        if stats is not None:
+            stats.response(self.method, self.status, self.sent, time.monotonic() - self.started)
+        observers = settings.observers
         if observers:
             record = self.record(self.status, self.sent, refused=False)
             for observer in observers:
@@ -366,3 +372,33 @@ class HTTPExchange:
             self.request_id,
             refused,
         )
+
+
+# -- response headers for the observers, only when one asks -------------------------------
+_plain_full_headers = HTTPExchange.full_headers
+_plain_record = HTTPExchange.record
+
+
+def keep_response_headers() -> None:
+    """Make every exchange of this process keep its response's header list and hand it to
+    the observers (ResponseRecord.response_headers): for an access log that logs response
+    fields. Called once in a worker, when its access log is opened; without it the
+    response path stores nothing more (the class keeps its plain methods)."""
+    HTTPExchange.full_headers = _full_headers_kept  # type: ignore[method-assign]
+    HTTPExchange.record = _record_kept  # type: ignore[method-assign]
+
+
+def _full_headers_kept(
+    self: HTTPExchange, status: int, headers: Headers, length: int | None
+) -> Headers:
+    full = _plain_full_headers(self, status, headers, length)
+    self.response_headers = full
+    return full
+
+
+def _record_kept(self: HTTPExchange, status: int, sent: int, *, refused: bool) -> ResponseRecord:
+    record = _plain_record(self, status, sent, refused=refused)
+    try:
+        return record._replace(response_headers=self.response_headers)
+    except AttributeError:  # refused before any response head was built
+        return record

@@ -26,6 +26,7 @@ from gunrunner.protocols.exchange import BODY_HIGH_WATER, HTTPExchange
 from gunrunner.protocols.request_head import skip_blank_lines
 from gunrunner.protocols.responses import REASONS
 from gunrunner.protocols.settings import ConnectionSettings
+from gunrunner.stats import BYTES_RECEIVED
 
 __all__ = ["BODY_HIGH_WATER", "ConnectionSettings", "HTTP11Protocol", "keep_http10_alive"]
 
@@ -52,6 +53,9 @@ class HTTP11Protocol(HTTPConnection):
 
     # -- bytes in ---------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
+        stats = self.settings.stats
+        if stats is not None:
+            stats.counts[BYTES_RECEIVED] += len(data)
         first = data[0]
         if first in _SPECIAL_FIRST_BYTES:
             if first == 0x16 and self.fresh():

@@ -47,6 +47,7 @@ from gunrunner.protocols.h11_rules import (
 from gunrunner.protocols.request_head import skip_blank_lines
 from gunrunner.protocols.responses import REASONS
 from gunrunner.protocols.settings import ConnectionSettings
+from gunrunner.stats import BYTES_RECEIVED
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,9 @@ class HttpToolsProtocol(HTTPConnection):
 
     # -- bytes in ---------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
+        stats = self.settings.stats
+        if stats is not None:
+            stats.counts[BYTES_RECEIVED] += len(data)
         if self.last_request_read:
             return  # after the client's last request nothing is read
         if self._body is not None:

@@ -19,6 +19,7 @@ from gunrunner.protocols.limits import Limits
 from gunrunner.protocols.observers import ResponseObserver
 from gunrunner.protocols.websocket import WebSocketSettings
 from gunrunner.proxy import ProxyTrust
+from gunrunner.stats import WorkerStats
 from gunrunner.tls import TLSServer
 
 
@@ -35,6 +36,7 @@ class ConnectionSettings:
     proxy: ProxyTrust | None = None
     # Told about every response sent, answered or refused (the access log, metrics).
     observers: tuple[ResponseObserver, ...] = ()
+    stats: WorkerStats | None = None  # the worker's counters, for the arbiter's metrics
     tls: TLSServer | None = None  # set: connections arrive TLS-wrapped (scheme https)
     # HTTPConnection and WebSocketProtocol: each has close_when_idle() and transport.
     connections: set[Any] = field(default_factory=set)
