@@ -154,3 +154,30 @@ def test_a_bad_metrics_bind_is_refused_naming_it() -> None:
             assert "metrics_bind" in result.stderr and expected in result.stderr, result.stderr
     finally:
         taken.close()
+
+
+def test_counts_survive_a_hup_and_recycling() -> None:
+    """Replaced workers (HUP, max_requests) fold their counts into the totals."""
+    with running(
+        "tests.apps.basic:wsgi_pid",
+        "--workers", "2",
+        "--metrics-bind", "127.0.0.1:0",
+        "--max-requests", "7",
+        "--min-worker-lifetime", "0",
+        ready=2,
+    ) as server:  # fmt: skip
+        served_fresh(server, 20)  # one of the two workers served at least 10 > 7
+        server.wait_for(r"recycling worker \d+ \(slot \d+\): max_requests")
+        server.send_signal(signal.SIGHUP)
+        server.wait_for("restart complete")
+        served_fresh(server, 10)
+        assert wait_until(lambda: answered(server) == 30, 10), samples(server)
+        # The recycled worker (or its successor, superseded by the HUP) and the two
+        # workers the HUP replaced: each exit counted as "replaced" once it is reaped.
+        assert wait_until(
+            lambda: value(samples(server), "gunrunner_worker_exits_total", cause="replaced") >= 3,
+            15,
+        ), samples(server)
+        found = samples(server)
+        assert value(found, "gunrunner_worker_recycles_total", cause="max_requests") >= 1
+        assert value(found, "gunrunner_requests_total", method="GET", status="2xx") == 30
