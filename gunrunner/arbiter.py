@@ -36,10 +36,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from gunrunner import config, exits, liveness, logs, preflight, recycling, stats
+from gunrunner import config, exits, liveness, logs, preflight, recycling
 from gunrunner._fork import Fork, ForkFailures, backoff, default_fork, fork_child
 from gunrunner._signals import HANDLED_SIGNALS, SignalQueue
-from gunrunner.admin import AdminProcess, bind_admin
+from gunrunner.admin import AdminProcess
 from gunrunner.errors import (
     EXIT_ERROR,
     EXIT_OK,
@@ -47,11 +47,11 @@ from gunrunner.errors import (
     NoWorkersError,
 )
 from gunrunner.exits import Action
+from gunrunner.metrics_feed import MetricsFeed
 from gunrunner.net import Listeners
 from gunrunner.recycling import RecyclePolicy, Recycler
 from gunrunner.reload import Watcher
 from gunrunner.slots import SlotState, SlotTable, WorkerSlot
-from gunrunner.stats import StatsTable
 from gunrunner.status import (
     STATUS_READY,
     Heartbeat,
@@ -87,14 +87,11 @@ class Arbiter:
         self._fork_failures = ForkFailures()
         self.recycler = Recycler(RecyclePolicy.from_options(self.options))
         # Metrics and health (metrics_bind): the shared stats table and the admin process.
-        self.stats: StatsTable | None = None
+        self.metrics: MetricsFeed | None = None
         self.admin: AdminProcess | None = None
-        self._next_slot_probe = 0.0
-        self._slot_memory: dict[int, int] = {}
-        self._slot_queue: dict[int, int] = {}
         if self.options.metrics_bind:
-            self.stats = StatsTable(STATS_ROWS)
-            self.admin = AdminProcess(bind_admin(self.options.metrics_bind), self.stats)
+            self.metrics = MetricsFeed(self.options.metrics_bind)
+            self.admin = self.metrics.admin
         self._announced_ready = False
         self._ever_served = False  # some worker has been ready: the start succeeded
         self._error: GunrunnerError | None = None
@@ -293,8 +290,8 @@ class Arbiter:
                 "recycling worker %d (slot %d): %s (%s); starting its replacement",
                 worker.pid, worker.index, due.cause, due.detail,
             )  # fmt: skip
-            if self.stats is not None:
-                self.stats.count(stats.RECYCLES + stats.RECYCLE_CAUSES.index(due.cause))
+            if self.metrics is not None:
+                self.metrics.recycled(due.cause)
             successor = self.slots.add_successor(worker.index)
             if not self._spawn(successor):
                 self.slots.successors.pop(worker.index, None)
@@ -333,9 +330,7 @@ class Arbiter:
         sockets = self.listeners.for_slot(slot.index)
         heartbeat = Heartbeat()
         request_limit = self.recycler.request_limit()
-        row = self.stats.take() if self.stats is not None else None
-        if row is None and self.stats is not None:
-            log.warning("metrics: no free stats row; slot %d's worker is not counted", slot.index)
+        row = self.metrics.row_for(slot) if self.metrics is not None else None
         status_r, status_w = os.pipe()
 
         def child(unblock: Callable[[], None]) -> int:  # pragma: no cover - in the worker
@@ -360,8 +355,8 @@ class Arbiter:
             os.close(status_r)
             os.close(status_w)
             heartbeat.close()
-            if row is not None and self.stats is not None:
-                self.stats.release(row[0])
+            if self.metrics is not None:
+                self.metrics.fork_failed(row)
             current = self.slots.slots.get(slot.index)
             if current is slot:
                 # Nobody would accept from this slot's sockets: close them, so that the
@@ -373,9 +368,8 @@ class Arbiter:
         os.set_blocking(status_r, False)
         self.slots.started(slot, pid, status_r, heartbeat)
         self.recycler.started(slot)
-        slot.stats_row = row[0] if row is not None else 0
-        if self.stats is not None:
-            self.stats.count(stats.WORKER_STARTS)
+        if self.metrics is not None:
+            self.metrics.started(slot, row)
         self._fork_failures.succeeded()
         log.info("started worker %d (slot %d)", pid, slot.index)
         return True
@@ -472,16 +466,13 @@ class Arbiter:
             reason_logged=self._error is not None or self._boot_error_logged,
         )
         self.slots.exited(pid)
-        if self.stats is not None and slot.stats_row:
-            self.stats.release(slot.stats_row)
-            slot.stats_row = 0
         if slot.status_fd >= 0:
             os.close(slot.status_fd)
             slot.status_fd = -1
         decision = exits.classify(facts)
         action = decision.action
-        if self.stats is not None:
-            self.stats.count(stats.EXITS + stats.EXIT_CAUSES.index(_exit_cause(decision, status)))
+        if self.metrics is not None:
+            self.metrics.exited(slot, decision, status)
         if action is Action.BOOT_FAILED:
             log.log(decision.level, "%s", decision.message)
             self._boot_failed(slot, facts)
@@ -642,44 +633,7 @@ class Arbiter:
 
     def _publish_state(self) -> None:
         """The arbiter's view for /readyz and /metrics, once a loop turn (at least 1/s)."""
-        if self.stats is None:
-            return
-        now = time.monotonic()
-        wanted = sorted(self.slots.wanted(), key=lambda s: s.index)
-        if now >= self._next_slot_probe:  # memory and queues: every few seconds
-            self._next_slot_probe = now + recycling.MEMORY_INTERVAL
-            for slot in wanted:
-                uss = recycling.unique_memory(slot.pid) if slot.pid else None
-                self._slot_memory[slot.index] = uss or 0
-                self._slot_queue[slot.index] = self.listeners.queued(slot.index)
-        self.stats.write_state(
-            draining=self.stopping is not None,
-            states=[_STATE_CODES[slot.state] for slot in wanted],
-            memory=[self._slot_memory.get(slot.index, 0) for slot in wanted],
-            queues=[self._slot_queue.get(slot.index, 0) for slot in wanted],
-        )
-
-
-STATS_ROWS = 512  # worker processes counted at once: current, successors, draining ones
-_STATE_CODES = {
-    SlotState.EMPTY: 0,
-    SlotState.BOOTING: 1,
-    SlotState.READY: 2,
-    SlotState.DRAINING: 3,
-}
-
-
-def _exit_cause(decision: exits.ExitDecision, status: int) -> str:
-    """The metrics label of a worker's exit."""
-    action = decision.action
-    if action in (Action.BOOT_FAILED, Action.RESPAWN_FAILED):
-        return "boot_failed"
-    if action is Action.REPLACED:
-        return "replaced"
-    if action is Action.STOPPED or (
-        action is Action.SUCCESSOR_FAILED and decision.level == logging.INFO
-    ):
-        return "stopped"
-    if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL:
-        return "killed"
-    return "crashed"
+        if self.metrics is not None:
+            self.metrics.publish(
+                self.slots, self.listeners, time.monotonic(), self.stopping is not None
+            )
