@@ -13,8 +13,8 @@ Rules:
 4. `access_log_headers` adds chosen header fields to JSON lines: `request_headers` and
    `response_headers` objects keyed by the lowercased names, null for an absent field,
    repeated fields joined with ", ". Response fields make the worker keep each
-   response's header list (exchange.keep_response_headers); without them nothing more
-   is done per response. A refusal's response fields are null.
+   response's header list (ConnectionSettings.keep_response_headers); without them
+   nothing more is done per response. A refusal's response fields are null.
 """
 
 from __future__ import annotations
@@ -91,10 +91,8 @@ class AccessLog:
         self._encode = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
         self._request_names, self._response_names = split_header_names(headers)
         self._with_headers = as_json and bool(self._request_names or self._response_names)
-        if self._with_headers and self._response_names:
-            from gunrunner.protocols.exchange import keep_response_headers
-
-            keep_response_headers()
+        # The connections' settings read this: exchanges keep their response headers.
+        self.wants_response_headers = self._with_headers and bool(self._response_names)
 
     def _open(self) -> TextIO:
         if self.path == "-":

@@ -26,10 +26,12 @@ from typing import Any
 
 from gunrunner import __version__
 from gunrunner import stats as s
+from gunrunner._fork import fork_child
 from gunrunner.apps.asgi import ASGIBridge
 from gunrunner.errors import BindError
 from gunrunner.protocols.limits import Limits
 from gunrunner.protocols.settings import ConnectionSettings
+from gunrunner.worker import http_driver, new_event_loop
 
 log = logging.getLogger("gunrunner.arbiter")
 
@@ -67,8 +69,6 @@ def now_ms() -> int:
 # -- the admin process ---------------------------------------------------------------------
 def run_admin(sock: socket.socket, table: s.StatsTable, options: Any, parent: int) -> int:
     """The admin child's main: serve until TERM or until the arbiter is gone."""
-    from gunrunner.worker import http_driver, new_event_loop
-
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1):
         signal.signal(sig, signal.SIG_IGN)
     loop = new_event_loop(options.loop)
@@ -269,8 +269,6 @@ class AdminProcess:
 
     def start(self, in_child: Any, parent: int, signals: Any, options: Any) -> None:
         """Fork the admin process unless it runs (or a restart is not due yet)."""
-        from gunrunner._fork import fork_child
-
         if self.pid or self.stopping or time.monotonic() < self._retry_at:
             return
 
@@ -297,7 +295,9 @@ class AdminProcess:
         self.pid = 0
 
     def stop(self) -> None:
-        """TERM it (once every worker is gone: /readyz answers 503 through the drain)."""
+        """TERM it, once (when every worker is gone: /readyz answers 503 through the drain)."""
+        if self.stopping:
+            return
         self.stopping = True
         if self.pid:
             with contextlib.suppress(ProcessLookupError):

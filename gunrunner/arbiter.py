@@ -635,5 +635,9 @@ class Arbiter:
         """The arbiter's view for /readyz and /metrics, once a loop turn (at least 1/s)."""
         if self.metrics is not None:
             self.metrics.publish(
-                self.slots, self.listeners, time.monotonic(), self.stopping is not None
+                self.slots,
+                self.listeners,
+                time.monotonic(),
+                self.stopping is not None,
+                self.recycler.memory,
             )

@@ -65,12 +65,23 @@ class MetricsFeed:
         self.table.count(s.RECYCLES + s.RECYCLE_CAUSES.index(cause))
 
     # -- once a loop turn -----------------------------------------------------------------
-    def publish(self, slots: SlotTable, listeners: Listeners, now: float, stopping: bool) -> None:
+    def publish(
+        self,
+        slots: SlotTable,
+        listeners: Listeners,
+        now: float,
+        stopping: bool,
+        sampled: dict[int, int],
+    ) -> None:
+        """`sampled`: pid -> USS the recycler read this round (max_worker_memory), so
+        /proc is not read twice for one worker."""
         wanted = sorted(slots.wanted(), key=lambda slot: slot.index)
         if now >= self._next_probe:  # memory and queues: every few seconds
             self._next_probe = now + recycling.MEMORY_INTERVAL
             for slot in wanted:
-                uss = recycling.unique_memory(slot.pid) if slot.pid else None
+                uss = sampled.get(slot.pid)
+                if uss is None and slot.pid:
+                    uss = recycling.unique_memory(slot.pid)
                 self._memory[slot.index] = uss or 0
                 self._queue[slot.index] = listeners.queued(slot.index)
         self.table.write_state(

@@ -187,12 +187,14 @@ class Worker:
                 if lifespan.supported:
                     state = lifespan.state
             bridge = ASGIBridge(asgi_app, root_path=options.root_path, state=state)
+        access = self._open_access_log()
         settings = ConnectionSettings(
             bridge,
             limits=Limits.from_options(options),
             server_header=options.server_header,
             proxy=ProxyTrust(options.forwarded_allow_ips),
-            observers=tuple(filter(None, [self._open_access_log()])),
+            observers=(access,) if access is not None else (),
+            keep_response_headers=access is not None and access.wants_response_headers,
             tls=tls,
             scheme="https" if tls is not None else "http",
             websocket=WebSocketSettings(

@@ -66,7 +66,7 @@ class HTTPExchange:
         "query_string",
         "raw_path",
         "request_id",
-        "response_headers",  # set only after keep_response_headers()
+        "response_headers",  # set only when settings.keep_response_headers
         "response_started",
         "scheme",
         "sent",
@@ -75,7 +75,7 @@ class HTTPExchange:
         "status",
         "tls",
     )
-    response_headers: Headers  # set only after keep_response_headers()
+    response_headers: Headers  # set only when settings.keep_response_headers
 
     def __init__(
         self,
@@ -355,7 +355,10 @@ class HTTPExchange:
             # HTTP/1.0 closes unless the response says keep-alive (RFC 9112 9.3). For a
             # body of unknown length the framing turns this into "close".
             extra.append((b"connection", b"keep-alive"))
-        return headers + extra
+        full = headers + extra
+        if proto.settings.keep_response_headers:
+            self.response_headers = full  # (for an access log that logs response fields)
+        return full
 
     def record(self, status: int, sent: int, *, refused: bool) -> ResponseRecord:
         """What the observers are told of this exchange's response."""
@@ -371,34 +374,6 @@ class HTTPExchange:
             time.monotonic() - self.started,
             self.request_id,
             refused,
+            # (absent when kept headers were not asked for, or no head was built)
+            getattr(self, "response_headers", None),
         )
-
-
-# -- response headers for the observers, only when one asks -------------------------------
-_plain_full_headers = HTTPExchange.full_headers
-_plain_record = HTTPExchange.record
-
-
-def keep_response_headers() -> None:
-    """Make every exchange of this process keep its response's header list and hand it to
-    the observers (ResponseRecord.response_headers): for an access log that logs response
-    fields. Called once in a worker, when its access log is opened; without it the
-    response path stores nothing more (the class keeps its plain methods)."""
-    HTTPExchange.full_headers = _full_headers_kept  # type: ignore[method-assign]
-    HTTPExchange.record = _record_kept  # type: ignore[method-assign]
-
-
-def _full_headers_kept(
-    self: HTTPExchange, status: int, headers: Headers, length: int | None
-) -> Headers:
-    full = _plain_full_headers(self, status, headers, length)
-    self.response_headers = full
-    return full
-
-
-def _record_kept(self: HTTPExchange, status: int, sent: int, *, refused: bool) -> ResponseRecord:
-    record = _plain_record(self, status, sent, refused=refused)
-    try:
-        return record._replace(response_headers=self.response_headers)
-    except AttributeError:  # refused before any response head was built
-        return record

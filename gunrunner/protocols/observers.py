@@ -38,9 +38,9 @@ class ResponseRecord(NamedTuple):
     duration: float  # seconds from the complete request head; 0.0 if there was none
     request_id: str | None
     refused: bool  # answered by the server itself: the app never saw the request
-    # The response's headers as sent (the app's and ours), only in a worker where an
-    # observer asked for them (exchange.keep_response_headers); None otherwise, and for
-    # a refusal.
+    # The response's headers as sent (the app's and ours), only where an observer asked
+    # for them (ConnectionSettings.keep_response_headers); None otherwise, and for a
+    # refusal.
     response_headers: Headers | None = None
 
 

@@ -37,6 +37,9 @@ class ConnectionSettings:
     # Told about every response sent, answered or refused (the access log, metrics).
     observers: tuple[ResponseObserver, ...] = ()
     stats: WorkerStats | None = None  # the worker's counters, for the arbiter's metrics
+    # Exchanges keep their response header list for the observers (ResponseRecord's
+    # response_headers): only when an access log logs response fields.
+    keep_response_headers: bool = False
     tls: TLSServer | None = None  # set: connections arrive TLS-wrapped (scheme https)
     # HTTPConnection and WebSocketProtocol: each has close_when_idle() and transport.
     connections: set[Any] = field(default_factory=set)

@@ -466,6 +466,25 @@ async def test_observers_see_answered_and_refused_responses() -> None:
 
 
 @in_loop
+async def test_response_headers_reach_the_observers_only_when_kept() -> None:
+    """settings.keep_response_headers (an access log with response fields): the record
+    carries the headers as sent, ours included; off, it carries None."""
+    for keep in (True, False):
+        h, observer = observed_harness()
+        h.settings.keep_response_headers = keep
+        h.request("GET", "/")
+        h.bridge.exchanges[0].respond(200, [(b"x-app", b"1")], b"ok")
+        h.response()
+        (record,) = observer.records
+        if keep:
+            assert record.response_headers is not None
+            names = [name.lower() for name, _ in record.response_headers]
+            assert b"x-app" in names and b"content-length" in names and b"date" in names
+        else:
+            assert record.response_headers is None
+
+
+@in_loop
 async def test_refusal_without_a_head_is_observed_without_client_bytes() -> None:
     """Garbage, or a line over the limit: status and client only; no method, no path."""
     for data, status in [

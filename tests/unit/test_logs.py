@@ -13,7 +13,6 @@ import pytest
 
 from gunrunner import access, config, logs
 from gunrunner.errors import ConfigError
-from gunrunner.protocols import exchange
 from gunrunner.protocols.observers import ResponseRecord, refused_head_record
 
 
@@ -251,13 +250,11 @@ def test_split_header_names() -> None:
     assert response == (b"content-type", b"server")
 
 
-def test_json_access_line_with_headers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    kept: list[bool] = []
-    monkeypatch.setattr(exchange, "keep_response_headers", lambda: kept.append(True))
+def test_json_access_line_with_headers(tmp_path: Path) -> None:
     path = tmp_path / "access.jsonl"
     names = ("x-trace", "x-absent", "response:content-type", "response:x-none")
     log = access.AccessLog(str(path), as_json=True, headers=names)
-    assert kept == [True]
+    assert log.wants_response_headers  # the worker's exchanges keep their headers
     log.response(access_record([(b"Content-Type", b"text/plain"), (b"server", b"g")]))
     log.response(refused_head_record(None, None, status=400, sent=0))
     log.close()
@@ -268,28 +265,18 @@ def test_json_access_line_with_headers(tmp_path: Path, monkeypatch: pytest.Monke
     assert refused["response_headers"] == {"content-type": None, "x-none": None}
 
 
-def test_headers_off_or_text_add_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    kept: list[bool] = []
-    monkeypatch.setattr(exchange, "keep_response_headers", lambda: kept.append(True))
+def test_headers_off_or_text_add_nothing(tmp_path: Path) -> None:
     plain, text = tmp_path / "plain.jsonl", tmp_path / "text.log"
     request_only = access.AccessLog(str(plain), as_json=True, headers=("x-trace",))
     request_only.response(access_record())
     request_only.close()
-    assert kept == []  # no response field: exchanges keep nothing
+    assert not request_only.wants_response_headers  # no response field: nothing kept
     assert "response_headers" not in json.loads(plain.read_text())
     text_log = access.AccessLog(str(text), headers=("x-trace", "response:server"))
     text_log.response(access_record())
     text_log.close()
-    assert kept == [] and '"GET /p HTTP/1.1" 200 2' in text.read_text()
-
-
-def test_keep_response_headers_switches_the_exchange(monkeypatch: pytest.MonkeyPatch) -> None:
-    cls = exchange.HTTPExchange
-    monkeypatch.setattr(cls, "full_headers", cls.full_headers)
-    monkeypatch.setattr(cls, "record", cls.record)
-    plain = cls.full_headers
-    exchange.keep_response_headers()
-    assert cls.full_headers is not plain
+    assert not text_log.wants_response_headers
+    assert '"GET /p HTTP/1.1" 200 2' in text.read_text()
 
 
 def test_example_log_config_checks() -> None:
