@@ -70,3 +70,22 @@ def test_the_rendering_parses_and_says_what_was_counted() -> None:
     status, document = admin.health(header, live=False)
     assert status == 503 and document["reason"] == "not every slot has a ready worker"
     assert admin.health(header, live=True)[0] == 200
+
+
+def test_published_row_folds_status_classes_and_derives_the_first_bucket() -> None:
+    worker = s.WorkerStats()
+    worker.response("GET", 200, 1, 0.001)  # first bucket (not counted per request)
+    worker.response("GET", 204, 1, 0.004)  # first bucket
+    worker.response("GET", 200, 1, 0.007)  # second bucket
+    worker.response("PUT", 999, 0, 60.0)  # past every bound: +Inf; 9xx is counted as 5xx
+    worker.response("PUT", 102, 0, 0.0)
+    row = worker.totals()
+    get = s.REQUESTS + s.METHODS.index("GET") * 5
+    put = s.REQUESTS + s.METHODS.index("PUT") * 5
+    assert row[get + 1] == 3
+    assert row[put + 4] == 1 and row[put] == 1
+    assert sum(row[s.REQUESTS : s.DURATION]) == 5
+    histogram = row[s.DURATION : s.DURATION + len(s.BUCKETS) + 1]
+    assert histogram[0] == 3 and histogram[1] == 1 and histogram[-1] == 1
+    assert sum(histogram) == 5
+    assert row[s.DURATION_SUM_US] == int((0.001 + 0.004 + 0.007 + 60.0) * 1_000_000)
