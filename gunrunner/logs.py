@@ -372,8 +372,34 @@ def set_role(role: str) -> None:
 
 
 def reopen() -> None:
+    """SIGUSR1: reopen the error log and every file a user's log_config opened (after
+    logrotate moved them, lines would go on into the moved file)."""
     if _handler is not None:
         _handler.reopen()
+    for handler in _file_handlers():
+        handler.acquire()
+        try:
+            if handler.stream is not None:
+                handler.stream.close()
+                handler.stream = handler._open()
+        except OSError as exc:
+            logging.getLogger(__name__).error("cannot reopen %s: %s", handler.baseFilename, exc)
+        finally:
+            handler.release()
+
+
+def _file_handlers() -> list[logging.FileHandler]:
+    loggers = [logging.getLogger()] + [
+        logger
+        for logger in logging.Logger.manager.loggerDict.values()
+        if isinstance(logger, logging.Logger)
+    ]
+    found: dict[int, logging.FileHandler] = {}
+    for logger in loggers:
+        for handler in logger.handlers:
+            if isinstance(handler, logging.FileHandler):
+                found[id(handler)] = handler
+    return list(found.values())
 
 
 def stream_fileno() -> int:

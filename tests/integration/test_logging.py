@@ -208,3 +208,20 @@ def test_access_log_headers_with_a_text_log_warns(tmp_path: Path) -> None:
         assert "t-1" not in lines(log)[0]
         warnings = [x for x in server.log().splitlines() if "access_log_headers applies" in x]
         assert len(warnings) == 1 and " WARNING " in warnings[0]
+
+
+def test_usr1_reopens_the_files_of_a_log_config(tmp_path: Path) -> None:
+    """After logrotate moves a file a log_config handler writes, SIGUSR1 makes the
+    arbiter and every worker write a fresh one."""
+    out = tmp_path / "mine.log"
+    path = tmp_path / "logging.json"
+    path.write_text(json.dumps(_file_config(out)))
+    with running(WSGI, "--log-config", str(path), "--workers", "2", ready=2) as server:
+        assert wait_until(lambda: any("all 2 workers ready" in x for x in lines(out)), 5)
+        out.rename(tmp_path / "mine.log.1")
+        server.send_signal(signal.SIGUSR1)
+        server.wait_for("log files reopened", count=3)  # the arbiter and 2 workers
+        assert wait_until(lambda: sum("log files reopened" in x for x in lines(out)) == 3, 5), (
+            lines(out)
+        )
+        assert not any("log files reopened" in x for x in lines(tmp_path / "mine.log.1"))
