@@ -1,10 +1,12 @@
-"""The options (declared once, in options.py) loaded from TOML, then GUNRUNNER_* env
-vars, then the CLI.
+"""The options (declared once, in options.py) loaded from the platform's variables, TOML,
+then GUNRUNNER_* env vars, then the CLI.
 
 Rules:
 1. An option is one field of `Options` (options.py): its name is the TOML key,
    `--name-with-dashes` its flag and `GUNRUNNER_NAME` its environment variable.
-2. Later sources win: defaults < config file < environment < command line.
+2. Later sources win: defaults < platform < config file < environment < command line.
+   The platform layer is what hosts set for any server: PORT and WEB_CONCURRENCY
+   (Heroku, Cloud Run, Render), read as bind 0.0.0.0:PORT and workers.
 3. A bad value is a ConfigError naming the key, where it came from and what was expected.
    An unknown key is an error that names the closest option.
 4. A renamed option keeps its old name as a deprecated alias (`ALIASES`, old -> new) in
@@ -71,6 +73,8 @@ def convert_text(name: str, text: str, source: str) -> Any:
 
 
 def _label(name: str, source: str) -> str:
+    if source in PLATFORM_VARS:
+        return source
     if source == "command line":
         return flag_of(name)
     if source == "environment":
@@ -185,6 +189,33 @@ def read_env(environ: Mapping[str, str]) -> dict[str, Any]:
     return values
 
 
+# Variables that hosting platforms set for whatever server runs (not GUNRUNNER_ options).
+PLATFORM_VARS = {"PORT": "bind", "WEB_CONCURRENCY": "workers"}
+
+
+def read_platform(environ: Mapping[str, str]) -> list[tuple[str, dict[str, Any]]]:
+    """PORT (every interface, as platforms route to the container) and WEB_CONCURRENCY,
+    each a layer of its own so an error and --print-config name the variable."""
+    layers: list[tuple[str, dict[str, Any]]] = []
+    port = environ.get("PORT", "").strip()
+    if port:
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(
+                f"PORT: expected a TCP port (1 to 65535), got {port!r}",
+                key="bind",
+                source="environment",
+            )
+        layers.append(("PORT", {"bind": (f"0.0.0.0:{int(port)}",)}))
+    concurrency = environ.get("WEB_CONCURRENCY", "").strip()
+    if concurrency:
+        try:
+            workers = convert_text("workers", concurrency, "WEB_CONCURRENCY")
+        except ConfigError as exc:  # (said as the environment's, like GUNRUNNER_ ones)
+            raise ConfigError(exc.detail, key="workers", source="environment") from None
+        layers.append(("WEB_CONCURRENCY", {"workers": workers}))
+    return layers
+
+
 @dataclass(frozen=True, slots=True)
 class Loaded:
     """The merged options, where each value came from, and the file that was read.
@@ -205,11 +236,11 @@ def load(
     config_file: str | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Loaded:
-    """Merge defaults < config file < environment < command line into Options."""
+    """Merge defaults < platform < config file < environment < command line."""
     environ = os.environ if environ is None else environ
     if config_file is None:
         config_file = environ.get("GUNRUNNER_CONFIG") or None
-    layers: list[tuple[str, Mapping[str, Any]]] = []
+    layers: list[tuple[str, Mapping[str, Any]]] = list(read_platform(environ))
     logging_table = None
     if config_file:
         raw = _read_toml(config_file)

@@ -397,3 +397,34 @@ def test_old_flag_is_hidden_from_help_and_hints(capsys: pytest.CaptureFixture[st
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--h11-max-incomplete-event-sise", "2048"])
     assert "did you mean --h11" not in capsys.readouterr().err
+
+
+def test_platform_port_and_web_concurrency_sit_below_the_config_file(tmp_path: Path) -> None:
+    """PORT and WEB_CONCURRENCY (Heroku, Cloud Run, Render) give bind and workers when
+    nothing else does; a config file, GUNRUNNER_* and the command line all win."""
+    platform = {"PORT": "5123", "WEB_CONCURRENCY": "3"}
+    loaded = config.load({}, None, environ=platform)
+    assert loaded.options.bind == ("0.0.0.0:5123",)
+    assert loaded.options.workers == 3
+    assert loaded.sources["bind"] == "PORT"
+    assert loaded.sources["workers"] == "WEB_CONCURRENCY"
+    path = write(tmp_path, 'bind = "127.0.0.1:9000"\n')
+    loaded = config.load({}, path, environ=platform)
+    assert loaded.options.bind == ("127.0.0.1:9000",) and loaded.options.workers == 3
+    loaded = config.load(parse_cli("-w", "2"), None, environ={**platform, "GUNRUNNER_BIND": ":1"})
+    assert loaded.options.bind == (":1",) and loaded.options.workers == 2
+    assert config.load({}, None, environ={"WEB_CONCURRENCY": "auto"}).options.workers == "auto"
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"PORT": "http"}, "environment: PORT: expected a TCP port (1 to 65535), got 'http'"),
+        ({"PORT": "70000"}, "PORT: expected a TCP port"),
+        ({"WEB_CONCURRENCY": "many"}, "environment: WEB_CONCURRENCY: expected an integer"),
+    ],
+)
+def test_bad_platform_variables_are_named(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config.load({}, None, environ=environ)
+    assert message in str(caught.value)
