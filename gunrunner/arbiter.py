@@ -221,6 +221,8 @@ class Arbiter:
             return
         if loaded.options.bind != self.options.bind:
             log.warning("bind changed in the config; restart gunrunner to listen on new addresses")
+        if (loaded.options.user, loaded.options.group) != (self.options.user, self.options.group):
+            log.warning("user or group changed in the config; restart gunrunner to apply it")
         self.loaded = loaded
         self.options = loaded.options
         self.recycler.policy = RecyclePolicy.from_options(self.options)

@@ -13,11 +13,11 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
-from gunrunner import __version__, config, logs, preflight
+from gunrunner import __version__, config, logs, preflight, privileges
 from gunrunner._kinds import BOOL, STR_LIST
 from gunrunner.arbiter import Arbiter
 from gunrunner.errors import EXIT_CONFIG, EXIT_OK, ConfigError, GunrunnerError
-from gunrunner.net import Listeners
+from gunrunner.net import Listeners, privileged_ports
 from gunrunner.recycling import RecyclePolicy
 from gunrunner.worker import serve_single
 
@@ -159,16 +159,36 @@ def run(argv: Sequence[str] | None = None) -> int:
     config.log_deprecations(loaded)
     raise_fd_limit(options.worker_connections + 64)
     workers = checked.workers
+    reuse_port = options.reuse_port and workers > 1
+    identity = checked.identity
+    privileged = privileged_ports(options.bind) if identity is not None else []
+    if reuse_port and privileged and identity is not None:
+        # A slot's sockets are reopened when its worker is replaced, by then as the
+        # user, who may not bind these ports: every worker shares one socket instead.
+        log.info(
+            "port %s needs root to bind and the server runs as %s: one socket shared "
+            "by every worker instead of one per worker (SO_REUSEPORT)",
+            ", ".join(map(str, privileged)), identity.name,
+        )  # fmt: skip
+        reuse_port = False
     listeners = Listeners(
         options.bind,
         backlog=options.backlog,
-        reuse_port=options.reuse_port and workers > 1,
+        reuse_port=reuse_port,
         shared_bind=options.shared_bind,
         unix_socket_mode=options.unix_socket_mode,
     )
     urls = ", ".join(_url(name, checked.tls is not None) for name in listeners.names())
     try:
         with _pidfile(options.pidfile):
+            # Bound and written as root; no child is forked before this (privileges.py).
+            if identity is not None:
+                files = [options.pidfile, None if options.log_file == "-" else options.log_file]
+                paths = [*listeners.unix_paths(), *(path for path in files if path)]
+                privileges.hand_over(identity, paths)
+                listeners.hand_over(identity.uid, identity.gid)
+                privileges.drop(identity)
+            privileges.warn_if_root()
             # Recycling needs an arbiter to start the replacement, and metrics one to sum
             # the workers: with either, even one worker runs under an arbiter.
             recycles = RecyclePolicy.from_options(options).enabled

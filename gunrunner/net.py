@@ -244,6 +244,21 @@ def _adopt_fd(address: Address) -> socket.socket:
     return sock
 
 
+def privileged_ports(binds: tuple[str, ...]) -> list[int]:
+    """The TCP ports of `binds` that only root may bind (below ip_unprivileged_port_start)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as f:
+            start = int(f.read())
+    except (OSError, ValueError):
+        start = 1024
+    ports = []
+    for text in binds:
+        spec = parse_bind(text)
+        if spec.kind == "tcp" and 0 < spec.port < start:
+            ports.append(spec.port)
+    return ports
+
+
 def bound_address(address: Address, sock: socket.socket) -> Address:
     """The address with the port the kernel picked, for a bind to port 0."""
     if not address.is_tcp:
@@ -347,6 +362,17 @@ class Listeners:
     def queued(self, slot: int) -> int:
         """Connections waiting in slot `slot`'s own TCP accept queues (0 if not open)."""
         return sum(listen_queue(sock) for sock in self._slots.get(slot, []))
+
+    def hand_over(self, uid: int, gid: int) -> None:
+        """Give every socket to the user the server will run as. The kernel groups
+        SO_REUSEPORT sockets by owner: a slot's sockets opened after the drop of
+        privileges join only sockets of the same user."""
+        for sock in [*self.shared, *(s for group in self._slots.values() for s in group)]:
+            os.fchown(sock.fileno(), uid, gid)
+
+    def unix_paths(self) -> list[str]:
+        """The socket files this server created (not inherited ones)."""
+        return list(self._unix_paths)
 
     def close_in_child(self, keep: list[socket.socket]) -> None:
         """In a forked child: close every inherited socket not in `keep`; unlink nothing."""

@@ -144,6 +144,21 @@ class Options:
         "created: log and pid files, files the app writes. Not set: the umask gunrunner "
         "was started with.",
     )
+    user: str | None = option(
+        None,
+        example="www-data",
+        kind=OPTIONAL_STR,
+        metavar="USER",
+        help="Run as this user (name or uid): gunrunner binds and opens its files as "
+        "root, then drops to it before any worker starts. Needs root to start.",
+    )
+    group: str | None = option(
+        None,
+        example="www-data",
+        kind=OPTIONAL_STR,
+        metavar="GROUP",
+        help="Run with this group (name or gid); default: the user's primary group.",
+    )
     timeout: float = option(
         30.0,
         kind=FLOAT,

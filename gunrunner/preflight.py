@@ -2,7 +2,8 @@
 
 config.py checks each value alone (type, choices, minimum); this module checks what the
 values mean together and on this machine: proxy trust, the access-log format, the TLS
-files, the event loop, the log, access-log and pid file paths, the user's logging
+files, the event loop, the log, access-log and pid file paths, user and group, the
+user's logging
 dictConfig (log_config or a [logging] table), and (when asked) the binds and the app.
 
 Rules:
@@ -26,7 +27,7 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from gunrunner import config, logs
+from gunrunner import config, logs, privileges
 from gunrunner._cpus import resolve_workers
 from gunrunner.access import check_format
 from gunrunner.apps.loader import load_app
@@ -44,6 +45,7 @@ class Checked:
     tls: TLSServer | None = None
     interface: str | None = None  # set when the app was imported (check_app)
     log_config: logs.UserConfig | None = None  # the user's dictConfig, checked
+    identity: privileges.Identity | None = None  # user / group to drop to, resolved
     problems: list[GunrunnerError] = field(default_factory=list)
 
     def raise_first(self) -> None:
@@ -82,6 +84,8 @@ def survey(loaded: config.Loaded, *, check_binds: bool = False, check_app: bool 
     attempt("log_file", lambda: _check_writable("log_file", options.log_file))
     user_log = attempt("log_config", lambda: _check_log_config(loaded))
     checked.log_config = user_log if isinstance(user_log, logs.UserConfig) else None
+    identity = attempt("user", lambda: privileges.resolve(options.user, options.group))
+    checked.identity = identity if isinstance(identity, privileges.Identity) else None
     if options.access_log not in (None, "-", "off"):
         attempt("access_log", lambda: _check_writable("access_log", options.access_log))
     if options.pidfile:
