@@ -72,6 +72,8 @@ class Arbiter:
         listeners: Listeners,
         workers: int,
         fork: Fork | None = None,
+        *,
+        preloaded: tuple[Any, str] | None = None,
     ) -> None:
         self.loaded = loaded
         self.options = loaded.options
@@ -81,6 +83,7 @@ class Arbiter:
         self.slots = SlotTable()
         self.pid = os.getpid()
         self._fork = fork if fork is not None else default_fork()
+        self.preloaded = preloaded  # the app, imported before fork (preload_app)
         self.signals = SignalQueue()
         self.stopping: str | None = None
         self.exit_code = EXIT_OK
@@ -229,6 +232,11 @@ class Arbiter:
         logs.setup_from(self.options, checked.log_config, reloading=True)
         logs.set_role("arbiter")
         config.log_deprecations(loaded)
+        if self.preloaded is not None:
+            log.info(
+                "SIGHUP: preload_app is on: the new workers run the code loaded at start; "
+                "restart gunrunner (or start a second instance with shared_bind) for new code"
+            )
         new_target = checked.workers
         while self.target < new_target:
             self.handle_ttin()
@@ -348,6 +356,7 @@ class Arbiter:
                 signals_ready=unblock,
                 request_limit=request_limit,
                 stats_row=row[1] if row is not None else None,
+                preloaded=self.preloaded,
             )
             return Worker(context).run_in_child()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import difflib
+import gc
 import logging
 import os
 import re
@@ -15,6 +16,7 @@ from typing import Any, NoReturn
 
 from gunrunner import __version__, config, logs, preflight, privileges
 from gunrunner._kinds import BOOL, STR_LIST
+from gunrunner.apps.loader import load_app
 from gunrunner.arbiter import Arbiter
 from gunrunner.errors import EXIT_CONFIG, EXIT_OK, ConfigError, GunrunnerError
 from gunrunner.net import Listeners, privileged_ports
@@ -181,6 +183,11 @@ def run(argv: Sequence[str] | None = None) -> int:
     urls = ", ".join(_url(name, checked.tls is not None) for name in listeners.names())
     try:
         with _pidfile(options.pidfile):
+            # Recycling needs an arbiter to start the replacement, and metrics one to sum
+            # the workers: with either, even one worker runs under an arbiter.
+            recycles = RecyclePolicy.from_options(options).enabled
+            single = workers <= 1 and not (options.reload or recycles or options.metrics_bind)
+            logs.set_role("main" if single else "arbiter")
             # Bound and written as root; no child is forked before this (privileges.py).
             if identity is not None:
                 files = [options.pidfile, None if options.log_file == "-" else options.log_file]
@@ -189,19 +196,25 @@ def run(argv: Sequence[str] | None = None) -> int:
                 listeners.hand_over(identity.uid, identity.gid)
                 privileges.drop(identity)
             privileges.warn_if_root()
-            # Recycling needs an arbiter to start the replacement, and metrics one to sum
-            # the workers: with either, even one worker runs under an arbiter.
-            recycles = RecyclePolicy.from_options(options).enabled
-            arbiter_needed = options.reload or recycles or options.metrics_bind
-            if workers <= 1 and not arbiter_needed:
-                logs.set_role("main")
+            if single:
                 log.info("listening on %s (1 process, no fork)", urls)
                 return serve_single(options, listeners.for_slot(0))
-            logs.set_role("arbiter")
             log.info("listening on %s (%d workers, %s)", urls, workers, listeners.describe_modes())
-            return Arbiter(loaded, values, listeners, max(workers, 1)).run()
+            preloaded = preload(options) if options.preload_app else None
+            arbiter = Arbiter(loaded, values, listeners, max(workers, 1), preloaded=preloaded)
+            return arbiter.run()
     finally:
         listeners.close_all()
+
+
+def preload(options: config.Options) -> tuple[Any, str]:
+    """preload_app: import the app here, as the user, before any worker is forked."""
+    app, interface = load_app(options)
+    # Objects that live for the whole run are moved out of the collector's sight, so
+    # that a collection in a worker does not write to (and so copy) the shared pages.
+    gc.freeze()
+    log.info("preloaded %s app %s; workers share it copy-on-write", interface.upper(), options.app)
+    return app, interface
 
 
 def check_config(loaded: config.Loaded) -> int:

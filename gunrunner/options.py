@@ -288,6 +288,13 @@ class Options:
         help="Bytes of an unfinished request head (request line and headers) buffered "
         "before the request is refused with 431.",
     )
+    preload_app: bool = option(
+        False,
+        kind=BOOL,
+        help="Import the app once in the main process before the workers are forked, so "
+        "they share its memory copy-on-write. SIGHUP then reloads the configuration but "
+        "not the code: deploy code with a restart, or a second instance (shared_bind).",
+    )
     reload: bool = option(
         False,
         kind=BOOL,

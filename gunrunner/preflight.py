@@ -81,6 +81,14 @@ def survey(loaded: config.Loaded, *, check_binds: bool = False, check_app: bool 
     checked.tls = tls if isinstance(tls, TLSServer) else None
     attempt("loop", lambda: _check_loop(options.loop))
     attempt("http", lambda: _check_http(options.http))
+    if options.preload_app and options.reload:
+        problems.append(
+            ConfigError(
+                "preload_app: cannot be combined with reload (the arbiter would keep the "
+                "old code); turn one off",
+                key="preload_app",
+            ).located(loaded.sources.get("preload_app"))
+        )
     attempt("log_file", lambda: _check_writable("log_file", options.log_file))
     user_log = attempt("log_config", lambda: _check_log_config(loaded))
     checked.log_config = user_log if isinstance(user_log, logs.UserConfig) else None

@@ -75,6 +75,8 @@ class WorkerContext:
     request_limit: int = 0
     # This worker's row of the shared stats table (stats.py); None: no metrics.
     stats_row: memoryview | None = None
+    # (app, interface) imported by the arbiter before fork (preload_app); None: import it.
+    preloaded: tuple[Any, str] | None = None
 
 
 def new_event_loop(choice: str) -> asyncio.AbstractEventLoop:
@@ -131,7 +133,7 @@ class Worker:
             tls = build_tls(self.options)
         except ConfigError as exc:
             raise BootError(f"cannot serve TLS: {exc}") from None
-        app, interface = load_app(self.options)
+        app, interface = self.ctx.preloaded or load_app(self.options)
         loop = new_event_loop(self.options.loop)
         asyncio.set_event_loop(loop)
         try:
