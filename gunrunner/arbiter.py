@@ -51,6 +51,7 @@ from gunrunner.metrics_feed import MetricsFeed
 from gunrunner.net import Listeners
 from gunrunner.recycling import RecyclePolicy, Recycler
 from gunrunner.reload import Watcher
+from gunrunner.service_manager import ServiceManager
 from gunrunner.slots import SlotState, SlotTable, WorkerSlot
 from gunrunner.status import (
     STATUS_READY,
@@ -59,6 +60,7 @@ from gunrunner.status import (
     read_available,
     reports_max_requests,
 )
+from gunrunner.systemd import Notifier
 from gunrunner.worker import Worker, WorkerContext
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,7 @@ class Arbiter:
         fork: Fork | None = None,
         *,
         preloaded: tuple[Any, str] | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.loaded = loaded
         self.options = loaded.options
@@ -84,6 +87,7 @@ class Arbiter:
         self.pid = os.getpid()
         self._fork = fork if fork is not None else default_fork()
         self.preloaded = preloaded  # the app, imported before fork (preload_app)
+        self.service = ServiceManager(notifier)  # systemd's sd_notify, when it started us
         self.signals = SignalQueue()
         self.stopping: str | None = None
         self.exit_code = EXIT_OK
@@ -128,6 +132,7 @@ class Arbiter:
                 liveness.enforce_kill_deadlines(self.slots)
                 self._recycle_due()
                 self._publish_state()
+                self._tell_service()
                 if self.stopping and not self.slots.live() and self.admin is not None:
                     self.admin.stop()  # (/readyz said 503 until the last worker was gone)
                 if (
@@ -156,6 +161,7 @@ class Arbiter:
             if slot.state is SlotState.EMPTY and not slot.retired and not self.stopping:
                 timeout = min(timeout, max(slot.next_spawn, self._fork_failures.retry_at) - now)
         timeout = min(timeout, self.recycler.next_check(self.slots, now))
+        timeout = min(timeout, self.service.next_due(now))
         return max(timeout, 0.0)
 
     def _wait(self, timeout: float) -> None:
@@ -214,13 +220,17 @@ class Arbiter:
         if self.stopping:
             return
         log.info("SIGHUP: reloading the configuration and replacing the workers")
+        self.service.reloading()
         try:
-            loaded = config.load(self.cli_values, self.loaded.config_file)
+            loaded = config.load(
+                self.cli_values, self.loaded.config_file, activated=self.loaded.activated
+            )
             # Everything the new workers would refuse is refused here, before any worker
             # is replaced (renewed certificates included).
             checked = preflight.check(loaded)
         except GunrunnerError as exc:
             log.error("SIGHUP refused: %s; keeping the running configuration and workers", exc)
+            self._service_ready()
             return
         if loaded.options.bind != self.options.bind:
             log.warning("bind changed in the config; restart gunrunner to listen on new addresses")
@@ -255,6 +265,7 @@ class Arbiter:
         if self.stopping in (mode, "fast"):
             return
         self.stopping = mode
+        self.service.stopping()
         # New clients are refused from now on; what is queued is accepted by the workers,
         # which keep their copies of the sockets until they have drained them.
         self.listeners.close_all()
@@ -596,12 +607,14 @@ class Arbiter:
             self._signal_worker(old, signal.SIGTERM, self.options.graceful_timeout)
         if not self.slots.successors:
             log.info("restart complete: %d workers serving", len(self.slots.serving()))
+            self._service_ready()
 
     def _announce_ready(self) -> None:
         wanted = self.slots.wanted()
         if all(s.state is SlotState.READY for s in wanted) and not self._announced_ready:
             self._announced_ready = True
             log.info("all %d workers ready", len(wanted))
+            self._service_ready()
 
     def _kill_all(self) -> None:
         """Last resort on the way out (also after an exception): no child survives us."""
@@ -634,6 +647,18 @@ class Arbiter:
 
     def _admin_running(self) -> bool:
         return self.admin is not None and self.admin.pid != 0
+
+    # -- the service manager (service_manager.py) -----------------------------------------
+    def _ready_count(self) -> tuple[int, int]:
+        wanted = self.slots.wanted()
+        return sum(1 for s in wanted if s.state is SlotState.READY), len(wanted)
+
+    def _service_ready(self) -> None:
+        self.service.ready(*self._ready_count())
+
+    def _tell_service(self) -> None:
+        ready, total = self._ready_count()
+        self.service.turn(time.monotonic(), ready, total, self.stopping is not None)
 
     # -- metrics and health (admin.py, stats.py) ------------------------------------------
     def _start_admin(self) -> None:

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
-from gunrunner import __version__, config, logs, preflight, privileges
+from gunrunner import __version__, config, logs, preflight, privileges, systemd
 from gunrunner._kinds import BOOL, STR_LIST
 from gunrunner.apps.loader import load_app
 from gunrunner.arbiter import Arbiter
@@ -146,7 +146,12 @@ def run(argv: Sequence[str] | None = None) -> int:
     """Parse, load, check, bind and serve; return the exit code or raise GunrunnerError."""
     namespace = parse_args(argv)
     values = cli_values(namespace)
-    loaded = config.load(values, namespace.config)
+    # Read once, and removed from the environment: no worker or app inherits them.
+    activated = systemd.listen_fds()
+    notifier = systemd.Notifier.from_environ()
+    loaded = config.load(
+        values, namespace.config, activated=tuple((a.fd, a.name) for a in activated)
+    )
     options = loaded.options
     if namespace.print_config:
         sys.stdout.write(config.render_toml(loaded))
@@ -160,6 +165,12 @@ def run(argv: Sequence[str] | None = None) -> int:
     logs.setup_from(options, checked.log_config)  # log_format, then log_config
     config.log_deprecations(loaded)
     raise_fd_limit(options.worker_connections + 64)
+    if activated:
+        systemd.check_listening(activated)
+        log.info(
+            "socket activation: serving %s passed by systemd",
+            ", ".join(f"{a.name}=fd://{a.fd}" for a in activated),
+        )
     workers = checked.workers
     reuse_port = options.reuse_port and workers > 1
     identity = checked.identity
@@ -183,10 +194,11 @@ def run(argv: Sequence[str] | None = None) -> int:
     urls = ", ".join(_url(name, checked.tls is not None) for name in listeners.names())
     try:
         with _pidfile(options.pidfile):
-            # Recycling needs an arbiter to start the replacement, and metrics one to sum
-            # the workers: with either, even one worker runs under an arbiter.
+            # Recycling needs an arbiter to start the replacement, metrics one to sum the
+            # workers, systemd one to be told: with any, even one worker has an arbiter.
             recycles = RecyclePolicy.from_options(options).enabled
-            single = workers <= 1 and not (options.reload or recycles or options.metrics_bind)
+            arbiter_needed = options.reload or recycles or options.metrics_bind or notifier
+            single = workers <= 1 and not arbiter_needed
             logs.set_role("main" if single else "arbiter")
             # Bound and written as root; no child is forked before this (privileges.py).
             if identity is not None:
@@ -201,7 +213,9 @@ def run(argv: Sequence[str] | None = None) -> int:
                 return serve_single(options, listeners.for_slot(0))
             log.info("listening on %s (%d workers, %s)", urls, workers, listeners.describe_modes())
             preloaded = preload(options) if options.preload_app else None
-            arbiter = Arbiter(loaded, values, listeners, max(workers, 1), preloaded=preloaded)
+            arbiter = Arbiter(
+                loaded, values, listeners, max(workers, 1), preloaded=preloaded, notifier=notifier
+            )
             return arbiter.run()
     finally:
         listeners.close_all()

@@ -229,12 +229,19 @@ class Loaded:
     config_file: str | None
     deprecations: tuple[str, ...] = ()
     logging: dict[str, Any] | None = None
+    # Sockets systemd passed (socket activation), as (fd, name): read once at start, as
+    # the variables are then removed; kept here for the reloads.
+    activated: tuple[tuple[int, str], ...] = ()
+
+
+ACTIVATION = "systemd socket activation"
 
 
 def load(
     cli_values: Mapping[str, Any],
     config_file: str | None = None,
     environ: Mapping[str, str] | None = None,
+    activated: tuple[tuple[int, str], ...] = (),
 ) -> Loaded:
     """Merge defaults < platform < config file < environment < command line."""
     environ = os.environ if environ is None else environ
@@ -247,6 +254,10 @@ def load(
         layers.append((config_file, _values(config_file, raw)))
         logging_table = _logging_table(config_file, raw)
     layers.append(("environment", read_env(environ)))
+    if activated:
+        # What systemd bound is what the unit file means to serve; only a --bind on the
+        # command line (where fd://NAME picks activated sockets by name) overrides it.
+        layers.append((ACTIVATION, {"bind": tuple(f"fd://{fd}" for fd, _ in activated)}))
     layers.append(("command line", cli_values))
     merged: dict[str, Any] = {}
     sources = dict.fromkeys(FIELDS, "default")
@@ -255,7 +266,33 @@ def load(
         for name, value in _renamed(values, source, deprecations).items():
             merged[name] = value
             sources[name] = source
-    return Loaded(Options(**merged), sources, config_file, tuple(deprecations), logging_table)
+    if "bind" in merged:
+        merged["bind"] = _named_fds(merged["bind"], activated, sources["bind"])
+    options = Options(**merged)
+    return Loaded(options, sources, config_file, tuple(deprecations), logging_table, activated)
+
+
+def _named_fds(
+    binds: tuple[str, ...], activated: tuple[tuple[int, str], ...], source: str
+) -> tuple[str, ...]:
+    """fd://NAME: the activated socket of that FileDescriptorName, as fd://N."""
+    fds = {name: fd for fd, name in activated}
+    out = []
+    for bind in binds:
+        name = bind[len("fd://") :] if bind.startswith("fd://") else ""
+        if name and not name.isdigit():
+            if name not in fds:
+                passed = ", ".join(sorted(fds)) or "none (no socket activation)"
+                raise ConfigError(
+                    f"bind {bind}: no socket named {name!r} was passed by systemd "
+                    f"(FileDescriptorName=); names passed: {passed}",
+                    key="bind",
+                    source=source,
+                )
+            out.append(f"fd://{fds[name]}")
+        else:
+            out.append(bind)
+    return tuple(out)
 
 
 def _renamed(values: Mapping[str, Any], source: str, notes: list[str]) -> dict[str, Any]:
