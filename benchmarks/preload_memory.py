@@ -22,7 +22,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-APP = '''
+APP = """
 import os
 # About {size} MiB of small objects, made at import (models, tables, a framework).
 TABLE = {{i: ("row-%d" % i, [i, i * 2, float(i)]) for i in range({rows})}}
@@ -31,7 +31,7 @@ def app(environ, start_response):
     body = str(len(TABLE)).encode()
     start_response("200 OK", [("Content-Length", str(len(body)))])
     return [body]
-'''
+"""
 ROWS_PER_MIB = 2_700  # measured: one row of APP takes about 390 bytes
 
 
