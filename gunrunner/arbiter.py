@@ -36,7 +36,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from gunrunner import config, exits, liveness, logs, preflight, recycling
+from gunrunner import config, exits, liveness, logs, preflight, proctitle, recycling
 from gunrunner._fork import Fork, ForkFailures, backoff, default_fork, fork_child
 from gunrunner._signals import HANDLED_SIGNALS, SignalQueue
 from gunrunner.admin import AdminProcess
@@ -47,6 +47,7 @@ from gunrunner.errors import (
     NoWorkersError,
 )
 from gunrunner.exits import Action
+from gunrunner.hooks import Hooks, ServerInfo
 from gunrunner.metrics_feed import MetricsFeed
 from gunrunner.net import Listeners
 from gunrunner.recycling import RecyclePolicy, Recycler
@@ -77,6 +78,7 @@ class Arbiter:
         *,
         preloaded: tuple[Any, str] | None = None,
         notifier: Notifier | None = None,
+        hooks: Hooks | None = None,
     ) -> None:
         self.loaded = loaded
         self.options = loaded.options
@@ -88,6 +90,7 @@ class Arbiter:
         self._fork = fork if fork is not None else default_fork()
         self.preloaded = preloaded  # the app, imported before fork (preload_app)
         self.service = ServiceManager(notifier)  # systemd's sd_notify, when it started us
+        self.hooks = hooks if hooks is not None else Hooks()  # the user's server hooks
         self.signals = SignalQueue()
         self.stopping: str | None = None
         self.exit_code = EXIT_OK
@@ -117,6 +120,7 @@ class Arbiter:
         """Serve until stopped; return the exit code or raise a GunrunnerError."""
         self.signals.install()
         try:
+            self.hooks.call("on_starting", self._server_info())
             for index in range(self.target):
                 self.slots.add(index)
             while True:
@@ -150,6 +154,7 @@ class Arbiter:
             self.listeners.close_all()
             if self.admin is not None:
                 self.admin.close()
+            self.hooks.call("on_exit", self._server_info())
             self.signals.restore()
 
     def _next_timeout(self) -> float:
@@ -247,6 +252,7 @@ class Arbiter:
                 "SIGHUP: preload_app is on: the new workers run the code loaded at start; "
                 "restart gunrunner (or start a second instance with shared_bind) for new code"
             )
+        self.hooks.call("on_reload", self._server_info())
         new_target = checked.workers
         while self.target < new_target:
             self.handle_ttin()
@@ -368,6 +374,8 @@ class Arbiter:
                 request_limit=request_limit,
                 stats_row=row[1] if row is not None else None,
                 preloaded=self.preloaded,
+                hooks=self.hooks,
+                server=self._server_info(),
             )
             return Worker(context).run_in_child()
 
@@ -396,6 +404,9 @@ class Arbiter:
         log.info("started worker %d (slot %d)", pid, slot.index)
         return True
 
+    def _server_info(self) -> ServerInfo:
+        return ServerInfo(self.pid, self.options, self.target)
+
     def _in_child(self, role: str, keep: list[socket.socket]) -> None:
         """Undo the arbiter's process state in a fresh child (worker or watcher)."""
         self.signals.forget_in_child()
@@ -410,6 +421,7 @@ class Arbiter:
         # never accepts from it.
         self.listeners.close_in_child(keep)
         logs.set_role(role)
+        proctitle.set_title(role, self.options.proc_name)
 
     def _fork_failed(self, slot: WorkerSlot, exc: OSError) -> None:
         failures = self._fork_failures
@@ -615,6 +627,7 @@ class Arbiter:
             self._announced_ready = True
             log.info("all %d workers ready", len(wanted))
             self._service_ready()
+            self.hooks.call("when_ready", self._server_info())
 
     def _kill_all(self) -> None:
         """Last resort on the way out (also after an exception): no child survives us."""

@@ -14,11 +14,12 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
-from gunrunner import __version__, config, logs, preflight, privileges, systemd
+from gunrunner import __version__, config, logs, preflight, privileges, proctitle, systemd
 from gunrunner._kinds import BOOL, STR_LIST
 from gunrunner.apps.loader import load_app
 from gunrunner.arbiter import Arbiter
 from gunrunner.errors import EXIT_CONFIG, EXIT_OK, ConfigError, GunrunnerError
+from gunrunner.hooks import load_hooks
 from gunrunner.net import Listeners, privileged_ports
 from gunrunner.recycling import RecyclePolicy
 from gunrunner.worker import serve_single
@@ -197,9 +198,12 @@ def run(argv: Sequence[str] | None = None) -> int:
             # Recycling needs an arbiter to start the replacement, metrics one to sum the
             # workers, systemd one to be told: with any, even one worker has an arbiter.
             recycles = RecyclePolicy.from_options(options).enabled
-            arbiter_needed = options.reload or recycles or options.metrics_bind or notifier
+            arbiter_needed = (
+                options.reload or recycles or options.metrics_bind or notifier or options.hooks
+            )
             single = workers <= 1 and not arbiter_needed
             logs.set_role("main" if single else "arbiter")
+            proctitle.set_title("main" if single else "arbiter", options.proc_name)
             # Bound and written as root; no child is forked before this (privileges.py).
             if identity is not None:
                 files = [options.pidfile, None if options.log_file == "-" else options.log_file]
@@ -212,9 +216,16 @@ def run(argv: Sequence[str] | None = None) -> int:
                 log.info("listening on %s (1 process, no fork)", urls)
                 return serve_single(options, listeners.for_slot(0))
             log.info("listening on %s (%d workers, %s)", urls, workers, listeners.describe_modes())
+            hooks = load_hooks(options.hooks, options.app_dir)  # (user code: not as root)
             preloaded = preload(options) if options.preload_app else None
             arbiter = Arbiter(
-                loaded, values, listeners, max(workers, 1), preloaded=preloaded, notifier=notifier
+                loaded,
+                values,
+                listeners,
+                max(workers, 1),
+                preloaded=preloaded,
+                notifier=notifier,
+                hooks=hooks,
             )
             return arbiter.run()
     finally:

@@ -288,6 +288,23 @@ class Options:
         help="Bytes of an unfinished request head (request line and headers) buffered "
         "before the request is refused with 431.",
     )
+    hooks: str | None = option(
+        None,
+        example="myproject.gunrunner_hooks",
+        kind=OPTIONAL_STR,
+        metavar="MODULE",
+        help="Python module with server hooks, named and called as gunicorn's: "
+        "on_starting, when_ready, post_fork, post_worker_init, worker_exit, on_reload, "
+        "on_exit. A hook that raises is logged; in post_fork or post_worker_init it fails "
+        "the worker's boot (exit 3).",
+    )
+    proc_name: str = option(
+        "gunrunner",
+        kind=STR,
+        help='Name shown by ps and top: "NAME: arbiter", "NAME: worker slot=2" (the '
+        "full title needs the setproctitle package, gunrunner[proctitle]; without it only "
+        "the 15-byte process name changes).",
+    )
     preload_app: bool = option(
         False,
         kind=BOOL,

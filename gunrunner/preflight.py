@@ -32,6 +32,7 @@ from gunrunner._cpus import resolve_workers
 from gunrunner.access import check_format
 from gunrunner.apps.loader import load_app
 from gunrunner.errors import BindError, ConfigError, GunrunnerError
+from gunrunner.hooks import load_hooks
 from gunrunner.net import check_free, check_unix_path, parse_bind, resolve
 from gunrunner.proxy import ProxyTrust
 from gunrunner.tls import TLSServer, build_tls
@@ -101,6 +102,8 @@ def survey(loaded: config.Loaded, *, check_binds: bool = False, check_app: bool 
         attempt("pidfile", lambda: _check_writable("pidfile", options.pidfile, replace=True))
     for bind in options.bind:
         attempt("bind", functools.partial(_check_bind, bind, options.shared_bind, check_binds))
+    if check_app and options.hooks:
+        attempt("hooks", lambda: load_hooks(options.hooks, options.app_dir))
     if check_app and options.app:
         loaded_app = attempt("app", lambda: load_app(options))
         if isinstance(loaded_app, tuple):

@@ -38,6 +38,7 @@ from gunrunner.errors import (
     ConfigError,
     GunrunnerError,
 )
+from gunrunner.hooks import Hooks, ServerInfo, WorkerInfo
 from gunrunner.net import describe
 from gunrunner.preflight import httptools_missing, uvloop_missing
 from gunrunner.protocols.connection import HTTPConnection
@@ -77,6 +78,9 @@ class WorkerContext:
     stats_row: memoryview | None = None
     # (app, interface) imported by the arbiter before fork (preload_app); None: import it.
     preloaded: tuple[Any, str] | None = None
+    # The user's server hooks (hooks.py) and what they see of the arbiter.
+    hooks: Hooks | None = None
+    server: ServerInfo | None = None
 
 
 def new_event_loop(choice: str) -> asyncio.AbstractEventLoop:
@@ -128,11 +132,19 @@ class Worker:
     # -- entry points ---------------------------------------------------------------------
     def run(self) -> int:
         """Serve until stopped; raise AppLoadError or BootError when the app cannot start."""
+        if not self._hook("post_fork", self.ctx.server):
+            raise BootError(self._hook_failed("post_fork"))
         try:
             # First: certificates that do not load fail the boot before the app starts.
             tls = build_tls(self.options)
         except ConfigError as exc:
             raise BootError(f"cannot serve TLS: {exc}") from None
+        try:
+            return self._run(tls)
+        finally:
+            self._hook("worker_exit", self.ctx.server)
+
+    def _run(self, tls: TLSServer | None) -> int:
         app, interface = self.ctx.preloaded or load_app(self.options)
         loop = new_event_loop(self.options.loop)
         asyncio.set_event_loop(loop)
@@ -165,6 +177,17 @@ class Worker:
             report(self.ctx.status_fd, error_message(f"crashed: {type(exc).__name__}: {exc}"))
             return EXIT_ERROR
 
+    def _hook(self, name: str, *args: object) -> bool:
+        """Call a server hook with these arguments and this worker's WorkerInfo."""
+        hooks = self.ctx.hooks
+        if hooks is None or self.ctx.slot is None:
+            return True
+        return hooks.call(name, *args, WorkerInfo(os.getpid(), self.ctx.slot))
+
+    def _hook_failed(self, name: str) -> str:
+        module = self.ctx.hooks.module if self.ctx.hooks is not None else ""
+        return f"hook {name} ({module}) failed (its traceback is logged above)"
+
     # -- serving --------------------------------------------------------------------------
     async def _serve(self, app: Any, interface: str, tls: TLSServer | None) -> int:
         loop = asyncio.get_running_loop()
@@ -189,6 +212,8 @@ class Worker:
                 if lifespan.supported:
                     state = lifespan.state
             bridge = ASGIBridge(asgi_app, root_path=options.root_path, state=state)
+        if not self._hook("post_worker_init"):
+            raise BootError(self._hook_failed("post_worker_init"))
         access = self._open_access_log()
         settings = ConnectionSettings(
             bridge,
