@@ -20,8 +20,8 @@ Rules:
    sockets; when it is ready it takes over and the old worker drains (slots.py).
 8. --reload runs watchfiles in a watcher process of its own (reload.py): the arbiter
    stays free of threads when it forks.
-9. What a worker's exit means is decided by exits.classify(), a pure table; this module
-   gathers the facts and acts. A HUP's new configuration passes preflight.check() before
+9. What a worker's exit means is decided by exits.classify(), a pure table; reaping and
+   acting on exits (Rules 3, 5, 6) live in worker_exits.py, a part of this class. A HUP's new configuration passes preflight.check() before
    any worker is replaced.
 """
 
@@ -36,17 +36,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from gunrunner import config, exits, liveness, logs, preflight, proctitle, recycling
-from gunrunner._fork import Fork, ForkFailures, backoff, default_fork, fork_child
+from gunrunner import config, liveness, logs, preflight, proctitle, recycling
+from gunrunner._fork import Fork, ForkFailures, default_fork, fork_child
 from gunrunner._signals import HANDLED_SIGNALS, SignalQueue
 from gunrunner.admin import AdminProcess
 from gunrunner.errors import (
-    EXIT_ERROR,
     EXIT_OK,
     GunrunnerError,
-    NoWorkersError,
 )
-from gunrunner.exits import Action
 from gunrunner.hooks import Hooks, ServerInfo
 from gunrunner.metrics_feed import MetricsFeed
 from gunrunner.net import Listeners
@@ -57,17 +54,17 @@ from gunrunner.slots import SlotState, SlotTable, WorkerSlot
 from gunrunner.status import (
     STATUS_READY,
     Heartbeat,
-    error_text,
     read_available,
     reports_max_requests,
 )
 from gunrunner.systemd import Notifier
 from gunrunner.worker import Worker, WorkerContext
+from gunrunner.worker_exits import WorkerExits
 
 log = logging.getLogger(__name__)
 
 
-class Arbiter:
+class Arbiter(WorkerExits):
     def __init__(
         self,
         loaded: config.Loaded,
@@ -423,25 +420,6 @@ class Arbiter:
         logs.set_role(role)
         proctitle.set_title(role, self.options.proc_name)
 
-    def _fork_failed(self, slot: WorkerSlot, exc: OSError) -> None:
-        failures = self._fork_failures
-        running = len(self.slots.live())
-        delay = failures.failed(exc, running)
-        if delay is None:
-            self._error = NoWorkersError(
-                f"no workers could be started: fork failed {failures.count} times "
-                f"({failures.last_error}); check the process limit (ulimit -u) and memory"
-            )
-            self.stopping = "fast"
-            return
-        log.error(
-            "cannot fork worker for slot %d: %s; serving with %d worker(s), retrying in %.1fs",
-            slot.index,
-            failures.last_error,
-            running,
-            delay,
-        )
-
     # -- reload watcher -------------------------------------------------------------------
     def _start_watcher(self) -> None:
         if self.watcher is not None and not self.stopping:
@@ -459,131 +437,7 @@ class Arbiter:
         log.info("reload: %s changed; restarting the workers", shown)
         self.restart_workers("reload")
 
-    # -- reaping and status ---------------------------------------------------------------
-    def _reap(self) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            if self.watcher is not None and pid == self.watcher.pid:
-                self.watcher.exited(exits.describe(status)[0], restart=not self.stopping)
-            elif self.admin is not None and pid == self.admin.pid:
-                self.admin.exited(exits.describe(status)[0])
-            else:
-                self._worker_exited(pid, status)
-
-    def _worker_exited(self, pid: int, status: int) -> None:
-        slot = self.slots.by_pid.get(pid)
-        if slot is None:
-            log.info("reaped process %d (not a worker): %s", pid, exits.describe(status)[0])
-            return
-        self._read_status_of(slot)
-        facts = exits.ExitFacts(
-            pid=pid,
-            slot=slot.index,
-            status=status,
-            booted=slot.booted,
-            draining=slot.state is SlotState.DRAINING,
-            replaced=slot.replaced,
-            successor=self.slots.is_successor(slot),
-            stopping=self.stopping is not None,
-            reload=self.options.reload,
-            others_ready=sum(
-                1 for s in self.slots.serving() if s is not slot and s.state is SlotState.READY
-            ),
-            ever_served=self._ever_served,
-            lived=time.monotonic() - slot.started,
-            reason=error_text(slot.status_buffer),
-            reason_logged=self._error is not None or self._boot_error_logged,
-        )
-        self.slots.exited(pid)
-        if slot.status_fd >= 0:
-            os.close(slot.status_fd)
-            slot.status_fd = -1
-        decision = exits.classify(facts)
-        action = decision.action
-        if self.metrics is not None:
-            self.metrics.exited(slot, decision, status)
-        if action is Action.BOOT_FAILED:
-            log.log(decision.level, "%s", decision.message)
-            self._boot_failed(slot, facts)
-            return
-        if decision.close_slot and not facts.successor:
-            # Until a worker boots here, the kernel must not queue clients on this slot's
-            # sockets: close them (reopened by the next spawn).
-            self.listeners.close_slot(slot.index)
-        if action is Action.RESPAWN_FAILED:
-            if facts.reason != slot.boot_error:  # N retries of one failure: logged once
-                slot.boot_error = facts.reason
-                log.log(decision.level, "%s", decision.message)
-            self._back_off(slot)
-            return
-        if action is Action.SUCCESSOR_FAILED:
-            self.slots.successors.pop(slot.index, None)
-        if decision.fatal and self._error is None:
-            self._error = exits.boot_error(facts)
-        elif self.stopping and facts.reason and not facts.booted:
-            self._boot_error_logged = True  # said in this line: the next says it no more
-        if decision.stop_failed:
-            self.exit_code = EXIT_ERROR
-        if action in (Action.REPLACED, Action.SUCCESSOR_FAILED):
-            log.log(decision.level, "%s", decision.message)
-            return
-        if slot.retired:
-            log.log(decision.level, "%s", decision.message)
-            self._drop_slot(slot)
-        elif decision.backoff:
-            delay = self._back_off(slot)
-            if not self.stopping:
-                log.log(decision.level, "%s; respawning in %.1fs", decision.message, delay)
-            else:
-                log.log(decision.level, "%s", decision.message)
-        else:
-            log.log(decision.level, "%s", decision.message)
-            slot.failures = 0
-
-    def _back_off(self, slot: WorkerSlot) -> float:
-        """Respawn this slot later, the longer the more often it failed (0.2 s .. 10 s)."""
-        slot.failures += 1
-        delay = backoff(slot.failures)
-        slot.next_spawn = time.monotonic() + delay
-        return delay
-
-    def _boot_failed(self, worker: WorkerSlot, facts: exits.ExitFacts) -> None:
-        """A worker could not import or start the app, or refused its configuration."""
-        message = facts.reason or f"worker {exits.describe(facts.status)[0]} during boot"
-        if facts.successor:
-            # The new code is broken: drop every successor, keep the running workers.
-            for other in list(self.slots.successors.values()):
-                self._abandon(other)
-            for current in self.slots.slots.values():
-                self.recycler.failed(current)
-            if not self._boot_error_logged:
-                self._boot_error_logged = True
-                log.error(
-                    "the new workers failed to boot; the running workers keep serving the "
-                    "previous code%s:\n%s",
-                    "; fix the code and save to reload" if self.options.reload else "",
-                    message,
-                )
-            return
-        if self.options.reload:
-            self._suspended = True
-            if not self._boot_error_logged:
-                self._boot_error_logged = True
-                log.error("workers failed to boot; waiting for a change to retry:\n%s", message)
-            return
-        if self._error is None:
-            self._error = exits.boot_error(facts)
-        self.stop("fast")
-
-    def _drop_slot(self, slot: WorkerSlot) -> None:
-        self.listeners.close_slot(slot.index)
-        self.slots.remove(slot.index)
-
+    # -- status -----------------------------------------------------------------------------
     def _read_status(self) -> None:
         for slot in self.slots.live():
             self._read_status_of(slot)
@@ -628,32 +482,6 @@ class Arbiter:
             log.info("all %d workers ready", len(wanted))
             self._service_ready()
             self.hooks.call("when_ready", self._server_info())
-
-    def _kill_all(self) -> None:
-        """Last resort on the way out (also after an exception): no child survives us."""
-        pids = [slot.pid for slot in self.slots.live()]
-        if self.watcher is not None and self.watcher.pid:
-            pids.append(self.watcher.pid)
-        if self.admin is not None and self.admin.pid:
-            self.admin.stopping = True
-            pids.append(self.admin.pid)
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 5.0
-        while (
-            self.slots.live() or self._watcher_running() or self._admin_running()
-        ) and time.monotonic() < deadline:
-            try:
-                pid, status = os.waitpid(-1, 0)
-            except ChildProcessError:
-                break
-            if self.watcher is not None and pid == self.watcher.pid:
-                self.watcher.exited(exits.describe(status)[0], restart=False)
-            elif self.admin is not None and pid == self.admin.pid:
-                self.admin.exited(exits.describe(status)[0])
-            else:
-                self._worker_exited(pid, status)
 
     def _watcher_running(self) -> bool:
         return self.watcher is not None and self.watcher.pid != 0
