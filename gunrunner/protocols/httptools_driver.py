@@ -119,6 +119,8 @@ class HttpToolsProtocol(HTTPConnection):
         if not self._in_message and data[0] in _BLANK:
             blank = self._blank_lines(data)
             if blank is None:
+                if not self.transport.is_closing():
+                    self.dispatch()  # (a request that ended just before the blank lines)
                 return
             data = blank
         self._data = data

@@ -648,6 +648,24 @@ def test_pipelined_requests_are_answered_in_order(target: Target) -> None:
         assert conn.closed_within(2)
 
 
+@pytest.mark.parametrize("trailers", [b"", b"X-Trailer: t\r\n"], ids=["plain", "trailers"])
+def test_blank_lines_after_a_chunked_request_in_the_same_write(
+    target: Target, trailers: bytes
+) -> None:
+    """RFC 9112 2.2: blank lines before the next request are ignored, also when they
+    arrive in the same write as the end of a chunked body (found by the property test:
+    the fast driver left that request unanswered)."""
+    head = req(b"POST /p HTTP/1.1", HOST, b"Transfer-Encoding: chunked")
+    with target.connect() as conn:
+        conn.send(head + b"5\r\nhello\r\n0\r\n" + trailers + b"\r\n" + b"\r\n\r\n")
+        reply = conn.response("POST")
+        assert reply is not None and reply.status == 200, reply
+        assert reply.json()["body"] == "hello"
+        conn.send(req(b"GET /p?next HTTP/1.1", HOST))
+        follow = conn.response()
+        assert follow is not None and follow.json()["query"] == "next"
+
+
 def test_head_split_into_single_bytes(target: Target) -> None:
     """A head that arrives one byte per segment is parsed like one that arrives whole."""
     raw = req(b"GET /split?q=1 HTTP/1.1", HOST, b"X-A: a b")
