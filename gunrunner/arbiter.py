@@ -21,8 +21,8 @@ Rules:
 8. --reload runs watchfiles in a watcher process of its own (reload.py): the arbiter
    stays free of threads when it forks.
 9. What a worker's exit means is decided by exits.classify(), a pure table; reaping and
-   acting on exits (Rules 3, 5, 6) live in worker_exits.py, a part of this class. A HUP's new configuration passes preflight.check() before
-   any worker is replaced.
+   acting on exits (Rules 3, 5, 6) live in worker_exits.py, a part of this class.
+   A HUP's new configuration passes preflight.check() before any worker is replaced.
 """
 
 from __future__ import annotations
