@@ -236,8 +236,9 @@ class Arbiter(WorkerExits):
             return
         if loaded.options.bind != self.options.bind:
             log.warning("bind changed in the config; restart gunrunner to listen on new addresses")
-        if (loaded.options.user, loaded.options.group) != (self.options.user, self.options.group):
-            log.warning("user or group changed in the config; restart gunrunner to apply it")
+        for key in ("user", "group", "hooks", "preload_app"):
+            if getattr(loaded.options, key) != getattr(self.options, key):
+                log.warning("%s changed in the config; restart gunrunner to apply it", key)
         self.loaded = loaded
         self.options = loaded.options
         self.recycler.policy = RecyclePolicy.from_options(self.options)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 
 from tests.helpers import http_get, running
 from tests.integration.test_cli import run_cli
@@ -51,3 +52,19 @@ def test_preload_with_reload_is_refused() -> None:
     result = run_cli(APP, "--preload-app", "--reload")
     assert result.returncode == 2
     assert "preload_app: cannot be combined with reload" in result.stderr
+
+
+def test_hup_that_changes_preload_or_hooks_says_restart(tmp_path: Path) -> None:
+    """Options read only at start (preload_app, hooks, user, group): a HUP that changes
+    one keeps the running value and says a restart applies it."""
+    conf = tmp_path / "gunrunner.toml"
+    conf.write_text(f'app = "{APP}"\nworkers = 2\npreload_app = true\n')
+    with running("--config", str(conf), ready=2) as server:
+        conf.write_text(f'app = "{APP}"\nworkers = 2\npreload_app = false\n')
+        server.send_signal(signal.SIGHUP)
+        server.wait_for(
+            "WARNING .*preload_app changed in the config; restart gunrunner to apply it"
+        )
+        server.wait_for("restart complete")
+        imported, _ = imported_and_served_by(server.url)
+        assert imported == server.pid  # still preloaded
