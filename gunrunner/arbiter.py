@@ -76,6 +76,7 @@ class Arbiter(WorkerExits):
         preloaded: tuple[Any, str] | None = None,
         notifier: Notifier | None = None,
         hooks: Hooks | None = None,
+        admin_socket: socket.socket | None = None,
     ) -> None:
         self.loaded = loaded
         self.options = loaded.options
@@ -97,7 +98,7 @@ class Arbiter(WorkerExits):
         self.metrics: MetricsFeed | None = None
         self.admin: AdminProcess | None = None
         if self.options.metrics_bind:
-            self.metrics = MetricsFeed(self.options.metrics_bind)
+            self.metrics = MetricsFeed(self.options.metrics_bind, admin_socket)
             self.admin = self.metrics.admin
         self._announced_ready = False
         self._ever_served = False  # some worker has been ready: the start succeeded

@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 from gunrunner import __version__, config, logs, preflight, privileges, proctitle, systemd
 from gunrunner._kinds import BOOL, STR_LIST
+from gunrunner.admin import bind_admin
 from gunrunner.apps.loader import load_app
 from gunrunner.arbiter import Arbiter
 from gunrunner.errors import EXIT_CONFIG, EXIT_OK, ConfigError, GunrunnerError
@@ -205,6 +206,9 @@ def run(argv: Sequence[str] | None = None) -> int:
             logs.set_role("main" if single else "arbiter")
             proctitle.set_title("main" if single else "arbiter", options.proc_name)
             # Bound and written as root; no child is forked before this (privileges.py).
+            admin_socket = None
+            if options.metrics_bind and not single:
+                admin_socket = bind_admin(options.metrics_bind)  # (a port < 1024 too)
             if identity is not None:
                 files = [options.pidfile, None if options.log_file == "-" else options.log_file]
                 paths = [*listeners.unix_paths(), *(path for path in files if path)]
@@ -226,6 +230,7 @@ def run(argv: Sequence[str] | None = None) -> int:
                 preloaded=preloaded,
                 notifier=notifier,
                 hooks=hooks,
+                admin_socket=admin_socket,
             )
             return arbiter.run()
     finally:

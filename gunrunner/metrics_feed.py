@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 
 from gunrunner import exits, recycling
 from gunrunner import stats as s
@@ -31,9 +32,10 @@ _STATE_CODES = {
 
 
 class MetricsFeed:
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, sock: socket.socket | None = None) -> None:
+        """`sock`: the admin socket, if bound already (before a drop of privileges)."""
         self.table = s.StatsTable(STATS_ROWS)
-        self.admin = AdminProcess(bind_admin(address), self.table)
+        self.admin = AdminProcess(sock if sock is not None else bind_admin(address), self.table)
         self._next_probe = 0.0
         self._memory: dict[int, int] = {}
         self._queue: dict[int, int] = {}

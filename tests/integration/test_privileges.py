@@ -14,7 +14,8 @@ import pytest
 
 from gunrunner import privileges
 from gunrunner.errors import ConfigError
-from tests.helpers import http_get, running
+from tests.helpers import http_get, running, wait_until
+from tests.helpers.process import children_of
 from tests.integration.test_cli import run_cli
 
 APP = "tests.apps.basic:wsgi_pid"
@@ -123,3 +124,18 @@ def test_a_worker_respawned_as_the_user_serves_again(privileged: bool) -> None:
         }
         assert served <= set(server.workers())
         server.assert_no_errors_before("ready", alarms=("Traceback", "cannot bind"))
+
+
+@as_root
+def test_admin_endpoints_on_a_port_below_1024_with_a_user() -> None:
+    """metrics_bind is bound before the drop, like the other listeners, so the admin
+    process (running as nobody) serves a port nobody could not bind itself."""
+    port = free_privileged_port()
+    args = ("--workers", "2", "--user", "nobody", "--metrics-bind", f"127.0.0.1:{port}")
+    with running(APP, *args, ready=2) as server:
+        admin = f"http://127.0.0.1:{port}"
+        assert wait_until(lambda: http_get(admin, "/readyz").status_code == 200, 10)
+        assert "gunrunner_requests_total" in http_get(admin, "/metrics").text
+        children = children_of(server.pid)  # the workers and the admin process
+        assert len(children) == 3
+        assert {ids(pid) for pid in children} == {(NOBODY.pw_uid, NOBODY.pw_gid)}
