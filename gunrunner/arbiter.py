@@ -89,6 +89,7 @@ class Arbiter(WorkerExits):
         self.preloaded = preloaded  # the app, imported before fork (preload_app)
         self.service = ServiceManager(notifier)  # systemd's sd_notify, when it started us
         self.hooks = hooks if hooks is not None else Hooks()  # the user's server hooks
+        self._reloading = False  # a HUP said RELOADING=1 and has not said READY=1 yet
         self.signals = SignalQueue()
         self.stopping: str | None = None
         self.exit_code = EXIT_OK
@@ -224,16 +225,16 @@ class Arbiter(WorkerExits):
             return
         log.info("SIGHUP: reloading the configuration and replacing the workers")
         self.service.reloading()
+        self._reloading = True  # READY=1 again once no successor is left (_tell_service)
         try:
             loaded = config.load(
                 self.cli_values, self.loaded.config_file, activated=self.loaded.activated
             )
             # Everything the new workers would refuse is refused here, before any worker
             # is replaced (renewed certificates included).
-            checked = preflight.check(loaded)
+            checked = preflight.check(loaded, reloading=True)
         except GunrunnerError as exc:
             log.error("SIGHUP refused: %s; keeping the running configuration and workers", exc)
-            self._service_ready()
             return
         if loaded.options.bind != self.options.bind:
             log.warning("bind changed in the config; restart gunrunner to listen on new addresses")
@@ -475,7 +476,6 @@ class Arbiter(WorkerExits):
             self._signal_worker(old, signal.SIGTERM, self.options.graceful_timeout)
         if not self.slots.successors:
             log.info("restart complete: %d workers serving", len(self.slots.serving()))
-            self._service_ready()
 
     def _announce_ready(self) -> None:
         wanted = self.slots.wanted()
@@ -500,6 +500,11 @@ class Arbiter(WorkerExits):
         self.service.ready(*self._ready_count())
 
     def _tell_service(self) -> None:
+        if self._reloading and not self.slots.successors:
+            # The HUP is over, whatever came of it (done, refused, or its new workers
+            # failed and the old ones serve on): Type=notify-reload waits for this.
+            self._reloading = False
+            self._service_ready()
         ready, total = self._ready_count()
         self.service.turn(time.monotonic(), ready, total, self.stopping is not None)
 

@@ -210,9 +210,7 @@ def run(argv: Sequence[str] | None = None) -> int:
             if options.metrics_bind and not single:
                 admin_socket = bind_admin(options.metrics_bind)  # (a port < 1024 too)
             if identity is not None:
-                files = [options.pidfile, None if options.log_file == "-" else options.log_file]
-                paths = [*listeners.unix_paths(), *(path for path in files if path)]
-                privileges.hand_over(identity, paths)
+                privileges.hand_over(identity, _files_kept_open(options, listeners))
                 listeners.hand_over(identity.uid, identity.gid)
                 privileges.drop(identity)
             privileges.warn_if_root()
@@ -235,6 +233,20 @@ def run(argv: Sequence[str] | None = None) -> int:
             return arbiter.run()
     finally:
         listeners.close_all()
+
+
+def _files_kept_open(options: config.Options, listeners: Listeners) -> list[str]:
+    """Files the server goes on writing or reopening after it dropped to `user`: its unix
+    sockets, the error log, the access log (created here: the workers open it), the
+    files of a user's log_config. Not the pidfile: that stays root's."""
+    files = [*listeners.unix_paths(), *logs.user_log_files()]
+    if options.log_file not in (None, "-"):
+        files.append(options.log_file)
+    if options.access_log not in (None, "-", "off"):
+        with open(options.access_log, "a"):
+            pass
+        files.append(options.access_log)
+    return files
 
 
 def preload(options: config.Options) -> tuple[Any, str]:

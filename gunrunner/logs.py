@@ -64,10 +64,18 @@ class ReopenableHandler(logging.StreamHandler):  # type: ignore[type-arg]
         return open(self.path, "a", buffering=1, encoding="utf-8")
 
     def reopen(self) -> None:
+        """Open the file anew; if that fails (permissions after a drop of privileges, a
+        full disk), say so and keep writing to the old one: never lose the log."""
+        try:
+            new = self._open()
+        except OSError as exc:
+            logging.getLogger(__name__).error(
+                "cannot reopen the log file %s: %s; still writing to the old one", self.path, exc
+            )
+            return
         self.acquire()
         try:
-            old = self.stream
-            self.stream = self._open()
+            old, self.stream = self.stream, new
             if old is not sys.stderr:
                 old.close()
         finally:
@@ -377,15 +385,26 @@ def reopen() -> None:
     if _handler is not None:
         _handler.reopen()
     for handler in _file_handlers():
+        if handler.stream is None:
+            continue  # (delay=True and never written: opened on its first line)
+        try:
+            new = handler._open()
+        except OSError as exc:
+            logging.getLogger(__name__).error(
+                "cannot reopen %s: %s; still writing to the old one", handler.baseFilename, exc
+            )
+            continue
         handler.acquire()
         try:
-            if handler.stream is not None:
-                handler.stream.close()
-                handler.stream = handler._open()
-        except OSError as exc:
-            logging.getLogger(__name__).error("cannot reopen %s: %s", handler.baseFilename, exc)
+            old, handler.stream = handler.stream, new
+            old.close()
         finally:
             handler.release()
+
+
+def user_log_files() -> list[str]:
+    """The files a user's log_config opened (handed to the user before a privilege drop)."""
+    return [handler.baseFilename for handler in _file_handlers()]
 
 
 def _file_handlers() -> list[logging.FileHandler]:

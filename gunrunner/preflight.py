@@ -54,14 +54,30 @@ class Checked:
             raise self.problems[0]
 
 
-def check(loaded: config.Loaded, *, check_binds: bool = False, check_app: bool = False) -> Checked:
-    """Run every check; raise the first problem (see `survey` to get them all)."""
-    checked = survey(loaded, check_binds=check_binds, check_app=check_app)
+def check(
+    loaded: config.Loaded,
+    *,
+    check_binds: bool = False,
+    check_app: bool = False,
+    reloading: bool = False,
+) -> Checked:
+    """Run every check; raise the first problem (see `survey` to get them all).
+
+    `reloading` (HUP): leave out what only the start uses (the pidfile, user and group),
+    which the server, perhaps no longer root, could not pass and does not redo.
+    """
+    checked = survey(loaded, check_binds=check_binds, check_app=check_app, reloading=reloading)
     checked.raise_first()
     return checked
 
 
-def survey(loaded: config.Loaded, *, check_binds: bool = False, check_app: bool = False) -> Checked:
+def survey(
+    loaded: config.Loaded,
+    *,
+    check_binds: bool = False,
+    check_app: bool = False,
+    reloading: bool = False,
+) -> Checked:
     """Run every check and collect the problems instead of stopping at the first."""
     options = loaded.options
     checked = Checked(workers=resolve_workers(options.workers))
@@ -93,11 +109,12 @@ def survey(loaded: config.Loaded, *, check_binds: bool = False, check_app: bool 
     attempt("log_file", lambda: _check_writable("log_file", options.log_file))
     user_log = attempt("log_config", lambda: _check_log_config(loaded))
     checked.log_config = user_log if isinstance(user_log, logs.UserConfig) else None
-    identity = attempt("user", lambda: privileges.resolve(options.user, options.group))
-    checked.identity = identity if isinstance(identity, privileges.Identity) else None
+    if not reloading:
+        identity = attempt("user", lambda: privileges.resolve(options.user, options.group))
+        checked.identity = identity if isinstance(identity, privileges.Identity) else None
     if options.access_log not in (None, "-", "off"):
         attempt("access_log", lambda: _check_writable("access_log", options.access_log))
-    if options.pidfile:
+    if options.pidfile and not reloading:
         # Written to a temporary file, then renamed over: its directory must be writable.
         attempt("pidfile", lambda: _check_writable("pidfile", options.pidfile, replace=True))
     for bind in options.bind:

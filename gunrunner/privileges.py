@@ -11,8 +11,9 @@ Rules:
    single process), before any worker, watcher or admin process is forked, so no child
    ever runs as root.
 3. Files created as root that the server must still touch as the user (the unix socket
-   files and the pidfile, removed at exit; the error log, reopened on SIGUSR1) are
-   handed to the user first.
+   files, removed at exit; the error and access logs and a log_config's files, reopened
+   on SIGUSR1) are handed to the user first. The pidfile stays root's: an app that
+   could rewrite it could make root's scripts signal another process.
 4. Without `user`, a server started as root says so once (WARNING): an app running as
    root turns any bug in it into a root compromise.
 """
@@ -77,10 +78,12 @@ def resolve(user: str | None, group: str | None) -> Identity | None:
 
 
 def hand_over(identity: Identity, paths: list[str]) -> None:
-    """Rule 3: give files created as root to the user the server will run as."""
+    """Rule 3: give files created as root to the user the server will run as. A symlink
+    is not followed: one planted by the app in a directory the user may write must not
+    make root hand over the file it points to."""
     for path in paths:
         with contextlib.suppress(FileNotFoundError):
-            os.chown(path, identity.uid, identity.gid)
+            os.chown(path, identity.uid, identity.gid, follow_symlinks=False)
 
 
 def drop(identity: Identity) -> None:

@@ -357,9 +357,12 @@ class Worker:
             path = "-"  # a development server shows its requests
         if path is None or path == "off":
             return None
-        self._access = AccessLog(
-            path, options.access_log_format, options.access_log_json, options.access_log_headers
-        )
+        try:
+            self._access = AccessLog(
+                path, options.access_log_format, options.access_log_json, options.access_log_headers
+            )
+        except OSError as exc:  # (a boot error: a respawn would fail the same way)
+            raise BootError(f"cannot open the access log {path}: {exc.strerror or exc}") from None
         return self._access
 
     def _reopen_logs(self) -> None:

@@ -194,8 +194,9 @@ class HttpToolsProtocol(HTTPConnection):
                 self.parser = self._new_parser()
                 if end < len(data) and not self.transport.is_closing():
                     self.data_received(data[end:])  # (a pipelined request after it)
-                    return
         if not self.transport.is_closing():
+            # (Also after the bytes that followed: those may have been ignored, after a
+            # request that ends the connection, without dispatching this one.)
             self.dispatch()
 
     def _blank_lines(self, data: bytes) -> bytes | None:

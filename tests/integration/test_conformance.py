@@ -666,6 +666,18 @@ def test_blank_lines_after_a_chunked_request_in_the_same_write(
         assert follow is not None and follow.json()["query"] == "next"
 
 
+def test_bytes_after_a_chunked_request_that_closes_are_ignored(target: Target) -> None:
+    """A chunked request with Connection: close, and more bytes in the same write: the
+    request is answered, what follows it is never read, the connection closes."""
+    head = req(b"POST /p HTTP/1.1", HOST, b"Transfer-Encoding: chunked", b"Connection: close")
+    with target.connect() as conn:
+        conn.send(head + b"5\r\nhello\r\n0\r\n\r\n" + req(b"GET /p?never HTTP/1.1", HOST))
+        reply = conn.response("POST")
+        assert reply is not None and reply.status == 200, reply
+        assert reply.json()["body"] == "hello"
+        assert conn.closed_within(2)
+
+
 def test_head_split_into_single_bytes(target: Target) -> None:
     """A head that arrives one byte per segment is parsed like one that arrives whole."""
     raw = req(b"GET /split?q=1 HTTP/1.1", HOST, b"X-A: a b")

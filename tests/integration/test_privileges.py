@@ -6,8 +6,11 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import shutil
 import signal
 import socket
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +18,7 @@ import pytest
 from gunrunner import privileges
 from gunrunner.errors import ConfigError
 from tests.helpers import http_get, running, wait_until
-from tests.helpers.process import children_of
+from tests.helpers.process import children_of, start_with_log_file
 from tests.integration.test_cli import run_cli
 
 APP = "tests.apps.basic:wsgi_pid"
@@ -139,3 +142,37 @@ def test_admin_endpoints_on_a_port_below_1024_with_a_user() -> None:
         children = children_of(server.pid)  # the workers and the admin process
         assert len(children) == 3
         assert {ids(pid) for pid in children} == {(NOBODY.pw_uid, NOBODY.pw_gid)}
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A root-owned directory every user may enter but only root may write in."""
+    path = Path(tempfile.mkdtemp(prefix="gunrunner-privileges-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+@as_root
+def test_files_kept_after_the_drop_hup_and_usr1(shared_dir: Path) -> None:
+    """With a user, the server keeps working in a directory only root may write to: the
+    access log (created and handed over before the drop) is written by the workers; a
+    HUP is not refused for the root-owned pidfile it does not rewrite; a SIGUSR1 whose
+    reopen is not allowed logs why and keeps the old file."""
+    access, error, pidfile = shared_dir / "access.log", shared_dir / "error.log", shared_dir / "pid"
+    args = ("--workers", "2", "--user", "nobody", "--access-log", str(access))
+    server = start_with_log_file(error, APP, *args, "--pidfile", str(pidfile), ready=2)
+    try:
+        assert int(http_get(server.url).text) in server.workers()
+        assert wait_until(lambda: access.exists() and access.read_text().count("GET /") == 1, 5)
+        assert pidfile.stat().st_uid == 0 and access.stat().st_uid == NOBODY.pw_uid
+        server.send_signal(signal.SIGHUP)
+        server.wait_for("restart complete")
+        assert "SIGHUP refused" not in server.log()
+        error.rename(shared_dir / "error.log.1")  # logrotate; nobody may not create error.log
+        server.send_signal(signal.SIGUSR1)
+        server.log_path = shared_dir / "error.log.1"
+        server.wait_for("cannot reopen the log file .*; still writing to the old one")
+        assert int(http_get(server.url).text) in server.workers()
+    finally:
+        server.stop()

@@ -217,3 +217,23 @@ def test_sd_notify_ready_watchdog_reload_and_stop(tmp_path: Path, workers: int) 
             assert server.proc.wait(timeout=30) == 0
     finally:
         receiver.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_refused_reload_still_ends_with_ready(tmp_path: Path) -> None:
+    """Type=notify-reload waits for READY=1 after RELOADING=1: a HUP refused for a bad
+    config (the workers serve on) must send it too."""
+    receiver = NotifyReceiver(tmp_path / "notify.sock")
+    conf = tmp_path / "gunrunner.toml"
+    conf.write_text(f'app = "{APP}"\nworkers = 2\n')
+    try:
+        env = {"NOTIFY_SOCKET": str(receiver.path)}
+        with running("--config", str(conf), env=env, ready=2) as server:
+            receiver.next_with("READY", "1")
+            conf.write_text(f'app = "{APP}"\nworkers = "many"\n')
+            server.send_signal(signal.SIGHUP)
+            receiver.next_with("RELOADING", "1")
+            assert receiver.next_with("READY", "1")["STATUS"] == "2 of 2 workers ready"
+            assert "SIGHUP refused" in server.log()
+    finally:
+        receiver.close()
