@@ -420,6 +420,7 @@ class Arbiter(WorkerExits):
         # A socket left open here would keep a retired slot listening in a process that
         # never accepts from it.
         self.listeners.close_in_child(keep)
+        self.service.close_in_child()
         logs.set_role(role)
         proctitle.set_title(role, self.options.proc_name)
 

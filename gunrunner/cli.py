@@ -168,11 +168,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     config.log_deprecations(loaded)
     raise_fd_limit(options.worker_connections + 64)
     if activated:
-        systemd.check_listening(activated)
-        log.info(
-            "socket activation: serving %s passed by systemd",
-            ", ".join(f"{a.name}=fd://{a.fd}" for a in activated),
-        )
+        _log_activation(activated, options.bind)
     workers = checked.workers
     reuse_port = options.reuse_port and workers > 1
     identity = checked.identity
@@ -233,6 +229,19 @@ def run(argv: Sequence[str] | None = None) -> int:
             return arbiter.run()
     finally:
         listeners.close_all()
+
+
+def _log_activation(activated: list[systemd.ActivatedSocket], binds: tuple[str, ...]) -> None:
+    """Check what systemd passed, and say which of it is served."""
+    systemd.check_listening(activated)
+    served = [a for a in activated if a.bind in binds]
+    unused = [a for a in activated if a.bind not in binds]
+    if served:
+        names = ", ".join(f"{a.name}={a.bind}" for a in served)
+        log.info("socket activation: serving %s passed by systemd", names)
+    if unused:
+        names = ", ".join(f"{a.name}={a.bind}" for a in unused)
+        log.warning("socket activation: %s passed by systemd but not in bind; not served", names)
 
 
 def _files_kept_open(options: config.Options, listeners: Listeners) -> list[str]:

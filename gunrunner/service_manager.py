@@ -47,12 +47,21 @@ class ServiceManager:
             self._status = status
             notifier.status(status)
         interval = notifier.watchdog_interval
+        if interval is not None:
+            interval = max(interval, 0.05)  # (a tiny WatchdogSec must not spin the loop)
         if interval is not None and now >= self._next_ping:
             if ready or stopping:
                 notifier.watchdog()
                 self._next_ping = now + interval
             else:  # (look again soon, without spinning the loop)
                 self._next_ping = now + min(interval, 1.0)
+
+    def close_in_child(self) -> None:
+        """A forked worker or helper must not hold the notify socket (NotifyAccess=main
+        would drop what it sent anyway)."""
+        if self.notifier is not None:
+            self.notifier.close()
+            self.notifier = None
 
     def next_due(self, now: float) -> float:
         """Seconds until the next watchdog ping (for the loop's poll timeout)."""

@@ -213,6 +213,8 @@ class Worker:
                     state = lifespan.state
             bridge = ASGIBridge(asgi_app, root_path=options.root_path, state=state)
         if not self._hook("post_worker_init"):
+            if lifespan is not None:  # (the app started: let it clean up)
+                await lifespan.shutdown(min(options.graceful_timeout, 10.0))
             raise BootError(self._hook_failed("post_worker_init"))
         access = self._open_access_log()
         settings = ConnectionSettings(

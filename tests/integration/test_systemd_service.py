@@ -237,3 +237,16 @@ def test_a_refused_reload_still_ends_with_ready(tmp_path: Path) -> None:
             assert "SIGHUP refused" in server.log()
     finally:
         receiver.close()
+
+
+def test_an_activated_socket_left_out_of_bind_is_named(listener: socket.socket) -> None:
+    """--bind on the command line wins over the passed sockets: those left out are not
+    served, and the log says so."""
+    server = activated(listener, "--bind", "127.0.0.1:0")
+    try:
+        server.wait_for(r"serving WSGI app")
+        log = server.log()
+        assert "WARNING gunrunner.cli: socket activation: http=fd://3 passed by systemd" in log
+        assert "not in bind; not served" in log
+    finally:
+        server.stop()
