@@ -26,7 +26,7 @@ import logging
 import logging.config
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -64,22 +64,7 @@ class ReopenableHandler(logging.StreamHandler):  # type: ignore[type-arg]
         return open(self.path, "a", buffering=1, encoding="utf-8")
 
     def reopen(self) -> None:
-        """Open the file anew; if that fails (permissions after a drop of privileges, a
-        full disk), say so and keep writing to the old one: never lose the log."""
-        try:
-            new = self._open()
-        except OSError as exc:
-            logging.getLogger(__name__).error(
-                "cannot reopen the log file %s: %s; still writing to the old one", self.path, exc
-            )
-            return
-        self.acquire()
-        try:
-            old, self.stream = self.stream, new
-            if old is not sys.stderr:
-                old.close()
-        finally:
-            self.release()
+        _reopen(self, self._open, self.path)
 
 
 class ErrorLogHandler(logging.Handler):
@@ -385,21 +370,28 @@ def reopen() -> None:
     if _handler is not None:
         _handler.reopen()
     for handler in _file_handlers():
-        if handler.stream is None:
-            continue  # (delay=True and never written: opened on its first line)
-        try:
-            new = handler._open()
-        except OSError as exc:
-            logging.getLogger(__name__).error(
-                "cannot reopen %s: %s; still writing to the old one", handler.baseFilename, exc
-            )
-            continue
-        handler.acquire()
-        try:
-            old, handler.stream = handler.stream, new
+        if handler.stream is not None:  # (None: delay=True, opened on its first line)
+            _reopen(handler, handler._open, handler.baseFilename)
+
+
+def _reopen(handler: logging.StreamHandler, opener: Callable[[], Any], path: str) -> None:  # type: ignore[type-arg]
+    """Swap a handler's stream for the file opened anew. If that fails (permissions
+    after a drop of privileges, a full disk), say so and keep the old one: never lose
+    the log."""
+    try:
+        new = opener()
+    except OSError as exc:
+        logging.getLogger(__name__).error(
+            "cannot reopen the log file %s: %s; still writing to the old one", path, exc
+        )
+        return
+    handler.acquire()
+    try:
+        old, handler.stream = handler.stream, new
+        if old is not sys.stderr:
             old.close()
-        finally:
-            handler.release()
+    finally:
+        handler.release()
 
 
 def user_log_files() -> list[str]:

@@ -177,6 +177,32 @@ class Server:
             raise AssertionError(f"processes left behind (pid: state): {states}\n{self.log()}")
 
 
+def launch(
+    cmd: list[str],
+    *,
+    cwd: Path | str = REPO,
+    env: dict[str, str],
+    pass_fds: tuple[int, ...] = (),
+) -> Server:
+    """Popen `cmd` (gunrunner, or a program that execs it in the same process) in a
+    session of its own, its output in a temporary log file, as a Server."""
+    log_fd, log_name = tempfile.mkstemp(prefix="gunrunner-test-", suffix=".log")
+    proc = subprocess.Popen(
+        cmd,
+        cwd=str(cwd),
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=log_fd,
+        stderr=log_fd,
+        start_new_session=True,
+        pass_fds=pass_fds,
+    )
+    os.close(log_fd)
+    server = Server(proc, Path(log_name))
+    CREATED_LOGS.append(server.log_path)
+    return server
+
+
 def start(
     *args: str,
     cwd: Path | str = REPO,
@@ -191,22 +217,10 @@ def start(
     full_env.update(drivers.SERVER_ENV)  # (a module run on both drivers: which one now)
     if env:
         full_env.update(env)
-    log_fd, log_name = tempfile.mkstemp(prefix="gunrunner-test-", suffix=".log")
     cmd = [sys.executable, "-m", "gunrunner", *args]
     if bind is not None:
         cmd += ["--bind", bind]
-    proc = subprocess.Popen(
-        cmd,
-        cwd=str(cwd),
-        env=full_env,
-        stdin=subprocess.DEVNULL,
-        stdout=log_fd,
-        stderr=log_fd,
-        start_new_session=True,
-    )
-    os.close(log_fd)
-    server = Server(proc, Path(log_name))
-    CREATED_LOGS.append(server.log_path)
+    server = launch(cmd, cwd=cwd, env=full_env)
     if wait:
         try:
             match = server.wait_for(LISTENING.pattern)

@@ -8,9 +8,7 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import http_get, running
-from tests.helpers.process import CREATED_LOGS, REPO, Server, wait_until
+from tests.helpers.process import Server, launch, wait_until
 
 APP = "tests.apps.platform_app:wsgi"
 
@@ -27,25 +25,6 @@ APP = "tests.apps.platform_app:wsgi"
 def env_for_server(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GUNRUNNER_")}
     return {**env, "PYTHONUNBUFFERED": "1", **extra}
-
-
-def launch(cmd: list[str], *, pass_fds: tuple[int, ...] = (), env: dict[str, str]) -> Server:
-    """Popen `cmd` (which execs gunrunner in its own process) as a tests.helpers Server."""
-    log_fd, log_name = tempfile.mkstemp(prefix="gunrunner-test-", suffix=".log")
-    proc = subprocess.Popen(
-        cmd,
-        cwd=str(REPO),
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=log_fd,
-        stderr=log_fd,
-        start_new_session=True,
-        pass_fds=pass_fds,
-    )
-    os.close(log_fd)
-    server = Server(proc, Path(log_name))
-    CREATED_LOGS.append(server.log_path)
-    return server
 
 
 def activated(listener: socket.socket, *args: str) -> Server:
