@@ -89,7 +89,6 @@ class Arbiter(WorkerExits):
         self.preloaded = preloaded  # the app, imported before fork (preload_app)
         self.service = ServiceManager(notifier)  # systemd's sd_notify, when it started us
         self.hooks = hooks if hooks is not None else Hooks()  # the user's server hooks
-        self._reloading = False  # a HUP said RELOADING=1 and has not said READY=1 yet
         self.signals = SignalQueue()
         self.stopping: str | None = None
         self.exit_code = EXIT_OK
@@ -225,7 +224,6 @@ class Arbiter(WorkerExits):
             return
         log.info("SIGHUP: reloading the configuration and replacing the workers")
         self.service.reloading()
-        self._reloading = True  # READY=1 again once no successor is left (_tell_service)
         try:
             loaded = config.load(
                 self.cli_values, self.loaded.config_file, activated=self.loaded.activated
@@ -483,7 +481,7 @@ class Arbiter(WorkerExits):
         if all(s.state is SlotState.READY for s in wanted) and not self._announced_ready:
             self._announced_ready = True
             log.info("all %d workers ready", len(wanted))
-            self._service_ready()
+            self._tell_service(first_ready=True)
             self.hooks.call("when_ready", self._server_info())
 
     def _watcher_running(self) -> bool:
@@ -493,21 +491,14 @@ class Arbiter(WorkerExits):
         return self.admin is not None and self.admin.pid != 0
 
     # -- the service manager (service_manager.py) -----------------------------------------
-    def _ready_count(self) -> tuple[int, int]:
+    def _tell_service(self, first_ready: bool = False) -> None:
         wanted = self.slots.wanted()
-        return sum(1 for s in wanted if s.state is SlotState.READY), len(wanted)
-
-    def _service_ready(self) -> None:
-        self.service.ready(*self._ready_count())
-
-    def _tell_service(self) -> None:
-        if self._reloading and not self.slots.successors:
-            # The HUP is over, whatever came of it (done, refused, or its new workers
-            # failed and the old ones serve on): Type=notify-reload waits for this.
-            self._reloading = False
-            self._service_ready()
-        ready, total = self._ready_count()
-        self.service.turn(time.monotonic(), ready, total, self.stopping is not None)
+        ready = sum(1 for slot in wanted if slot.state is SlotState.READY)
+        if first_ready:
+            self.service.ready(ready, len(wanted))
+            return
+        stopping, replacing = self.stopping is not None, bool(self.slots.successors)
+        self.service.turn(time.monotonic(), ready, len(wanted), stopping, replacing)
 
     # -- metrics and health (admin.py, stats.py) ------------------------------------------
     def _start_admin(self) -> None:

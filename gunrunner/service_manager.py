@@ -4,7 +4,8 @@ Knows the arbiter's milestones as counts of workers; nothing of HTTP or of slots
 
 Rules:
 1. READY=1 when every worker is ready for the first time, and again when a reload
-   (HUP) is done or refused: Type=notify-reload waits for it after RELOADING=1.
+   (HUP) is over, done, refused or failed: Type=notify-reload waits for it after
+   RELOADING=1.
 2. STOPPING=1 as a stop begins, so systemd does not count the drain as a crash.
 3. STATUS= says "N of M workers ready" (what `systemctl status` shows), sent when it
    changes, never more than once per loop turn.
@@ -23,6 +24,7 @@ class ServiceManager:
         self.notifier = notifier
         self._status = ""
         self._next_ping = 0.0
+        self._reloading = False  # RELOADING=1 was said, READY=1 not yet
 
     def ready(self, ready: int, total: int) -> None:
         if self.notifier is not None:
@@ -31,17 +33,23 @@ class ServiceManager:
 
     def reloading(self) -> None:
         if self.notifier is not None:
+            self._reloading = True
             self.notifier.reloading()
 
     def stopping(self) -> None:
         if self.notifier is not None:
             self.notifier.stopping()
 
-    def turn(self, now: float, ready: int, total: int, stopping: bool) -> None:
-        """Once per arbiter loop turn: the status if it changed, the watchdog if due."""
+    def turn(self, now: float, ready: int, total: int, stopping: bool, replacing: bool) -> None:
+        """Once per arbiter loop turn: READY=1 once a reload is over (`replacing`: new
+        workers still booting; whatever came of it: done, refused, or failed), the status
+        if it changed, the watchdog if due."""
         notifier = self.notifier
         if notifier is None:
             return
+        if self._reloading and not replacing:
+            self._reloading = False
+            self.ready(ready, total)
         status = "stopping: " + _status(ready, total) if stopping else _status(ready, total)
         if status != self._status:
             self._status = status
